@@ -1,0 +1,150 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_DETAIL_FIBER_RECORD_HPP
+#define FIBERS_DETAIL_FIBER_RECORD_HPP
+
+#include <fibers/detail/config.hpp>
+
+#include <boost/context/detail/fcontext.hpp>
+#include <boost/context/stack_context.hpp>
+
+#include <any>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+namespace fibers::detail {
+
+struct thread_anchor;
+
+// Whether a started fiber is running or suspended is not stored: the
+// running one is its thread's `current`, which spares a store per switch.
+enum class fiber_status : std::uint8_t {
+    created, // not switched to yet: no stack
+    started, // running, or suspended in a switch
+    ended    // returned or threw; its stack is released
+};
+
+// What a thread saves of the C++ runtime's exception-handling state so that
+// each fiber has its own: the stack of caught exceptions (for `throw;` and
+// std::current_exception()) and the uncaught-exception count. It mirrors the
+// runtime's per-thread record (libstdc++ and libc++abi lay it out alike) and
+// is copied whole, padding included: one move each way on 64-bit targets.
+struct exception_state {
+    void* caught = nullptr;
+    unsigned int uncaught = 0;
+#if defined(__arm__)
+    void* propagating = nullptr; // ARM EHABI keeps a third field
+#endif
+};
+
+// The shared state behind `fiber` handles. Reference counted: every handle,
+// every child (through its parent link) and, between its start and its end,
+// the fiber itself hold one reference.
+class fiber_record {
+public:
+    fiber_record(fiber_record const&) = delete;
+    fiber_record& operator=(fiber_record const&) = delete;
+    virtual ~fiber_record();
+
+    // Runs the target on the fiber's own stack and returns its result.
+    virtual std::any run() = 0;
+    // Destroys the target (and what it captured) without running it.
+    virtual void discard_target() noexcept = 0;
+    virtual boost::context::stack_context allocate_stack() = 0;
+    virtual void deallocate_stack(boost::context::stack_context& stack) noexcept = 0;
+    // Writes a short name for messages; async-signal-safe (no allocation).
+    virtual std::size_t describe(char* buffer, std::size_t capacity) const noexcept;
+
+    // Read on every switch: kept together at the front.
+    boost::context::detail::fcontext_t context = nullptr;
+    // The owner's anchor while the fiber is started and anyone may switch to
+    // it, null otherwise: one compare on the inline switch path covers the
+    // thread, the status and the restriction below.
+    void const* switch_key = nullptr;
+    std::atomic<std::uint32_t> references{1};
+    std::atomic<fiber_status> status{fiber_status::created};
+    bool is_root = false;
+    exception_state saved_exceptions;
+
+    thread_anchor* anchor = nullptr;                 // identifies the owner thread, outlives it
+    fiber_record const* only_switched_by = nullptr;  // tasks: only their hub may switch to them
+
+    fiber_record* parent = nullptr; // strong; the owner writes it under the anchor's mutex
+    boost::context::stack_context stack{};
+    std::thread::id thread;
+    // The owner thread's list of fibers that have not ended, newest first.
+    fiber_record* newer_live = nullptr;
+    fiber_record* older_live = nullptr;
+
+    // Sanitizer and valgrind bookkeeping, present in every build so that the
+    // layout does not depend on how the including code was compiled.
+    void* asan_fake_stack = nullptr;
+    void const* asan_stack_bottom = nullptr;
+    std::size_t asan_stack_size = 0;
+    void* tsan_fiber = nullptr;
+    unsigned valgrind_stack_id = 0;
+
+protected:
+    fiber_record() = default;
+};
+
+template <class Result>
+struct target_result {
+    static_assert(std::is_copy_constructible_v<std::decay_t<Result>>,
+                  "a fiber's result is delivered as std::any, so it must be copy-constructible");
+};
+
+// A record that owns its target `Fn` and its stack allocator. `Base` is
+// fiber_record or a subclass that adds state (tasks).
+template <class Base, class Fn, class StackAllocator>
+class record_with_target final : public Base {
+public:
+    template <class F, class... BaseArgs>
+    record_with_target(StackAllocator salloc, F&& target, BaseArgs&&... base_args)
+        : Base(std::forward<BaseArgs>(base_args)...), salloc_(std::move(salloc)) {
+        target_.emplace(std::forward<F>(target));
+    }
+
+    std::any run() override {
+        using result = std::invoke_result_t<Fn&>;
+        if constexpr (std::is_void_v<result>) {
+            std::invoke(*target_);
+            return {};
+        } else {
+            (void)target_result<result>{};
+            return std::any(std::invoke(*target_));
+        }
+    }
+    void discard_target() noexcept override { target_.reset(); }
+    boost::context::stack_context allocate_stack() override { return salloc_.allocate(); }
+    void deallocate_stack(boost::context::stack_context& stack) noexcept override {
+        salloc_.deallocate(stack);
+    }
+
+private:
+    StackAllocator salloc_;
+    std::optional<Fn> target_;
+};
+
+// Out of line, in the library.
+
+// Takes ownership of `record`, makes it a fiber of the calling thread with
+// `parent` (null: the running fiber). Throws std::invalid_argument for an
+// ended parent or one of another thread, deleting the record.
+void attach_new_fiber(fiber_record* record, fiber_record* parent);
+// Drops one reference; the last reference to a suspended fiber unwinds it.
+void release(fiber_record* record) noexcept;
+inline void add_reference(fiber_record* record) noexcept {
+    record->references.fetch_add(1, std::memory_order_relaxed);
+}
+
+} // namespace fibers::detail
+
+#endif // FIBERS_DETAIL_FIBER_RECORD_HPP

@@ -1,0 +1,14 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_FIBERS_HPP
+#define FIBERS_FIBERS_HPP
+
+// The whole library.
+
+#include <fibers/errors.hpp>
+#include <fibers/fiber.hpp>
+#include <fibers/log.hpp>
+#include <fibers/stack.hpp>
+
+#endif // FIBERS_FIBERS_HPP

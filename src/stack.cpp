@@ -1,0 +1,495 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+
+#include <fibers/stack.hpp>
+#include <fibers/detail/stack_overflow.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cassert>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <system_error>
+#include <vector>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if FIBERS_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+// Linux 6.13 uapi. Older headers lack it; the running kernel decides
+// whether it works, and an older kernel answers EINVAL.
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+namespace fibers {
+namespace detail {
+namespace {
+
+std::size_t page_size() noexcept {
+    static std::size_t const size = [] {
+        long const v = ::sysconf(_SC_PAGESIZE);
+        return v > 0 ? static_cast<std::size_t>(v) : std::size_t(4096);
+    }();
+    return size;
+}
+
+// ---------------------------------------------------------------------------
+// Arena records, read by the SIGSEGV handler.
+//
+// A fixed array of atomics: the handler can neither lock nor follow
+// pointers into structures that may be reallocated under it. Arenas are
+// never unmapped, so a published record stays valid forever.
+
+// Big enough that a million default stacks need a few hundred arenas, small
+// enough that strict overcommit accounting rarely refuses it.
+constexpr std::size_t arena_reservation = std::size_t(1) << 30;
+
+// 16 TiB of stacks at 1 GiB per arena; arenas beyond that still work, their
+// overflows are then only recognised through the running fiber's bounds.
+constexpr std::size_t max_arena_records = 16384;
+
+struct arena_record {
+    std::atomic<std::uintptr_t> base;
+    std::atomic<std::uintptr_t> end;
+    std::atomic<std::uintptr_t> slot;
+    std::atomic<std::uintptr_t> guard;
+};
+
+arena_record arena_records[max_arena_records];
+std::atomic<std::size_t> arena_record_count{0};
+
+// ---------------------------------------------------------------------------
+// Guard pages.
+
+struct guard_config {
+    stack_guard_kind kind;
+    std::size_t max_map_count;
+    std::size_t budget;
+};
+
+std::size_t read_max_map_count() noexcept {
+    std::size_t value = 65530; // the kernel's default
+    int const fd = ::open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return value;
+    char buf[32];
+    ssize_t const n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n > 0) {
+        std::size_t parsed = 0;
+        ssize_t i = 0;
+        for (; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i)
+            parsed = parsed * 10 + static_cast<std::size_t>(buf[i] - '0');
+        if (i > 0)
+            value = parsed;
+    }
+    return value;
+}
+
+bool kernel_has_guard_markers() noexcept {
+    std::size_t const page = page_size();
+    void* const p = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    int r;
+    do
+        r = ::madvise(p, page, MADV_GUARD_INSTALL);
+    while (r != 0 && (errno == EINTR || errno == EAGAIN));
+    ::munmap(p, 2 * page);
+    return r == 0;
+}
+
+guard_config make_guard_config() noexcept {
+    guard_config cfg{};
+    char const* const env = std::getenv("FIBERS_STACK_GUARD");
+    bool const forced = env != nullptr && std::strcmp(env, "mprotect") == 0;
+    cfg.kind = !forced && kernel_has_guard_markers() ? stack_guard_kind::marker : stack_guard_kind::mprotect;
+    cfg.max_map_count = read_max_map_count();
+    // Half the limit stays with the rest of the process (libraries, malloc,
+    // thread stacks, other allocators); an mprotect guard in the middle of
+    // an arena costs two mappings, the guard itself and the split-off rest.
+    std::size_t const headroom = std::max(cfg.max_map_count / 2, std::size_t(8192));
+    cfg.budget = cfg.max_map_count > headroom ? (cfg.max_map_count - headroom) / 2 : 0;
+    return cfg;
+}
+
+guard_config const& guard() noexcept {
+    static guard_config const cfg = make_guard_config();
+    return cfg;
+}
+
+std::atomic<std::size_t> mprotect_guards{0};
+std::atomic<bool> unguarded_warned{false};
+
+FIBERS_COLD void warn_unguarded(guard_config const& cfg) noexcept {
+    if (unguarded_warned.exchange(true, std::memory_order_relaxed))
+        return;
+    std::fprintf(stderr,
+                 "fibers: stack guard budget of %zu pages used up (vm.max_map_count=%zu); "
+                 "new fiber stacks have no guard page\n",
+                 cfg.budget, cfg.max_map_count);
+}
+
+void install_guard(char* guard_page) noexcept {
+    std::size_t const page = page_size();
+    guard_config const& cfg = guard();
+    if (cfg.kind == stack_guard_kind::marker) {
+        int r;
+        do
+            r = ::madvise(guard_page, page, MADV_GUARD_INSTALL);
+        while (r != 0 && (errno == EINTR || errno == EAGAIN));
+        if (FIBERS_LIKELY(r == 0))
+            return;
+    }
+    if (mprotect_guards.fetch_add(1, std::memory_order_relaxed) < cfg.budget &&
+        ::mprotect(guard_page, page, PROT_NONE) == 0)
+        return;
+    warn_unguarded(cfg);
+}
+
+// ---------------------------------------------------------------------------
+// Size classes: one per usable size, never destroyed, so that deallocations
+// during static destruction or late thread exit find them intact.
+
+struct size_class {
+    explicit size_class(std::size_t usable_size)
+        : usable(usable_size), slot(usable_size + page_size()),
+          slots_per_arena(std::max<std::size_t>(1, arena_reservation / (usable_size + page_size()))) {}
+
+    std::size_t const usable;
+    std::size_t const slot;
+    size_class* next = nullptr;
+
+    std::mutex mutex;
+    // Low ends of free stacks whose memory went back to the kernel. Its
+    // capacity is kept at least at `carved` while carving, which may throw,
+    // so that releasing, which must not, never reallocates.
+    std::vector<char*> released;
+    char* cursor = nullptr;
+    char* limit = nullptr;
+    std::size_t carved = 0;
+    std::size_t slots_per_arena;
+};
+
+struct registry {
+    std::mutex mutex;
+    std::atomic<size_class*> head{nullptr};
+};
+
+registry& reg() {
+    static registry* const r = new registry;
+    return *r;
+}
+
+size_class* find_class(std::size_t usable) noexcept {
+    for (size_class* c = reg().head.load(std::memory_order_acquire); c != nullptr; c = c->next)
+        if (c->usable == usable)
+            return c;
+    return nullptr;
+}
+
+size_class& class_for(std::size_t usable) {
+    if (size_class* c = find_class(usable))
+        return *c;
+    registry& r = reg();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    if (size_class* c = find_class(usable))
+        return *c;
+    size_class* c = new size_class(usable);
+    c->next = r.head.load(std::memory_order_relaxed);
+    r.head.store(c, std::memory_order_release);
+    return *c;
+}
+
+void record_arena(char* base, std::size_t bytes, std::size_t slot) noexcept {
+    std::lock_guard<std::mutex> lock(reg().mutex);
+    std::size_t const i = arena_record_count.load(std::memory_order_relaxed);
+    if (i == max_arena_records)
+        return;
+    arena_record& rec = arena_records[i];
+    rec.base.store(reinterpret_cast<std::uintptr_t>(base), std::memory_order_relaxed);
+    rec.end.store(reinterpret_cast<std::uintptr_t>(base + bytes), std::memory_order_relaxed);
+    rec.slot.store(slot, std::memory_order_relaxed);
+    rec.guard.store(page_size(), std::memory_order_relaxed);
+    arena_record_count.store(i + 1, std::memory_order_release);
+}
+
+// Called with c.mutex held.
+void map_arena(size_class& c) {
+    for (;;) {
+        std::size_t const bytes = c.slots_per_arena * c.slot;
+        void* const p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            char* const base = static_cast<char*>(p);
+            // A transparent huge page would commit 2 MiB wherever a stack
+            // touches its first bytes.
+            ::madvise(base, bytes, MADV_NOHUGEPAGE);
+            record_arena(base, bytes, c.slot);
+            c.cursor = base;
+            c.limit = base + bytes;
+            return;
+        }
+        int const err = errno;
+        if (err != ENOMEM)
+            throw std::system_error(err, std::system_category(), "fibers: cannot reserve stack arena");
+        if (c.slots_per_arena == 1)
+            throw std::bad_alloc();
+        // Strict overcommit (vm.overcommit_memory=2) charges a reservation
+        // in full despite MAP_NORESERVE; smaller arenas still fit there.
+        c.slots_per_arena /= 2;
+    }
+}
+
+// Called with c.mutex held; returns the slot's base, i.e. its guard page.
+char* carve(size_class& c) {
+    if (c.released.capacity() <= c.carved)
+        c.released.reserve(std::max<std::size_t>({c.carved + 1, 2 * c.released.capacity(), 64}));
+    if (c.cursor == c.limit)
+        map_arena(c);
+    char* const slot = c.cursor;
+    c.cursor += c.slot;
+    ++c.carved;
+    return slot;
+}
+
+// Hands memory back to the kernel and the slots to the global list. The
+// guard survives MADV_DONTNEED in both forms: a protection is a property of
+// the mapping, a guard marker is kept by the kernel on zapping.
+void release(size_class& c, char* const* lows, std::size_t n) noexcept {
+    for (std::size_t i = 0; i != n; ++i)
+        ::madvise(lows[i], c.usable, MADV_DONTNEED);
+    std::lock_guard<std::mutex> lock(c.mutex);
+    for (std::size_t i = 0; i != n; ++i)
+        c.released.push_back(lows[i]);
+}
+
+// ---------------------------------------------------------------------------
+// Per-thread cache.
+//
+// Plain data in TLS: no constructor means no first-use check, and no
+// destructor means it cannot be used after destruction. A pthread key
+// flushes it, because key destructors run after every thread_local
+// destructor of the exiting thread, which is where fibers get unwound.
+
+constexpr std::size_t cache_bins = 4; // distinct stack sizes cached per thread
+
+struct cache_bin {
+    std::size_t usable; // 0: free bin
+    size_class* cls;
+    std::size_t count;
+    char* lows[thread_stack_cache_capacity]; // LIFO: the top is the warmest
+};
+
+enum cache_state : unsigned char { cache_unused = 0, cache_active, cache_retired };
+
+struct thread_cache {
+    cache_bin bins[cache_bins];
+    unsigned char state;
+};
+
+thread_local thread_cache tls_cache;
+
+void flush(thread_cache& tc) noexcept {
+    for (cache_bin& b : tc.bins) {
+        if (b.count != 0) {
+            release(*b.cls, b.lows, b.count);
+            b.count = 0;
+        }
+    }
+}
+
+void retire_thread_cache(void* p) noexcept {
+    thread_cache& tc = *static_cast<thread_cache*>(p);
+    flush(tc);
+    // Whatever the remaining key destructors free goes straight to the
+    // global lists.
+    tc.state = cache_retired;
+}
+
+pthread_key_t cache_key;
+
+bool cache_key_ready() noexcept {
+    static bool const ready = ::pthread_key_create(&cache_key, &retire_thread_cache) == 0;
+    return ready;
+}
+
+thread_cache* this_thread_cache() noexcept {
+    thread_cache& tc = tls_cache;
+    if (FIBERS_LIKELY(tc.state == cache_active))
+        return &tc;
+    if (tc.state == cache_retired)
+        return nullptr;
+    if (!cache_key_ready() || ::pthread_setspecific(cache_key, &tc) != 0) {
+        tc.state = cache_retired;
+        return nullptr;
+    }
+    tc.state = cache_active;
+    return &tc;
+}
+
+cache_bin* bin_for(thread_cache& tc, std::size_t usable) noexcept {
+    for (cache_bin& b : tc.bins)
+        if (b.usable == usable)
+            return &b;
+    return nullptr;
+}
+
+cache_bin* claim_bin(thread_cache& tc, size_class& c) noexcept {
+    if (cache_bin* b = bin_for(tc, c.usable))
+        return b;
+    for (cache_bin& b : tc.bins) {
+        if (b.count == 0) {
+            b.usable = c.usable;
+            b.cls = &c;
+            return &b;
+        }
+    }
+    return nullptr;
+}
+
+boost::context::stack_context make_context(char* low, std::size_t usable, bool reused) noexcept {
+#if FIBERS_ASAN
+    // Frames of the previous fiber may have left redzones poisoned, e.g.
+    // when it was abandoned rather than unwound.
+    if (reused)
+        __asan_unpoison_memory_region(low, usable);
+#else
+    (void)reused;
+#endif
+    boost::context::stack_context sctx;
+    sctx.size = usable;
+    sctx.sp = low + usable;
+    return sctx;
+}
+
+FIBERS_NOINLINE boost::context::stack_context allocate_slow(std::size_t usable, thread_cache* tc) {
+    size_class& c = class_for(usable);
+    cache_bin* const b = tc != nullptr ? claim_bin(*tc, c) : nullptr;
+    char* low = nullptr;
+    char* slot = nullptr;
+    {
+        std::lock_guard<std::mutex> lock(c.mutex);
+        if (!c.released.empty()) {
+            low = c.released.back();
+            c.released.pop_back();
+            if (b != nullptr) {
+                // A few more now spare the next allocations the lock; the
+                // most recently released end up on top of the cache.
+                std::size_t const n = std::min({c.released.size(), thread_stack_cache_capacity / 2 - 1,
+                                                thread_stack_cache_capacity - b->count});
+                std::copy(c.released.end() - static_cast<std::ptrdiff_t>(n), c.released.end(), b->lows + b->count);
+                b->count += n;
+                c.released.resize(c.released.size() - n);
+            }
+        } else {
+            slot = carve(c);
+        }
+    }
+    if (low != nullptr)
+        return make_context(low, usable, true);
+    install_guard(slot);
+    return make_context(slot + page_size(), usable, false);
+}
+
+FIBERS_NOINLINE void deallocate_slow(char* low, std::size_t usable, thread_cache* tc) noexcept {
+    size_class* const c = find_class(usable);
+    assert(c != nullptr && "stack not from fibers::arena_stack");
+    if (c == nullptr)
+        return; // leaking a foreign stack beats corrupting a pool
+    cache_bin* const b = tc != nullptr ? claim_bin(*tc, *c) : nullptr;
+    if (b == nullptr) {
+        release(*c, &low, 1);
+        return;
+    }
+    if (b->count == thread_stack_cache_capacity) {
+        // The bottom half is the coldest, least likely to be in the CPU
+        // caches; its memory goes back to the kernel.
+        std::size_t const half = thread_stack_cache_capacity / 2;
+        release(*c, b->lows, half);
+        std::memmove(b->lows, b->lows + half, (thread_stack_cache_capacity - half) * sizeof(char*));
+        b->count -= half;
+    }
+    b->lows[b->count++] = low;
+}
+
+} // namespace
+
+void flush_thread_stack_cache() noexcept {
+    thread_cache& tc = tls_cache;
+    if (tc.state == cache_active)
+        flush(tc);
+}
+
+stack_guard_kind stack_guard_mode() noexcept { return guard().kind; }
+
+std::size_t stack_guard_budget() noexcept { return guard().budget; }
+
+bool find_arena_guard(void const* addr, arena_guard_hit& hit) noexcept {
+    auto const a = reinterpret_cast<std::uintptr_t>(addr);
+    std::size_t const n = arena_record_count.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i != n; ++i) {
+        arena_record const& rec = arena_records[i];
+        std::uintptr_t const base = rec.base.load(std::memory_order_relaxed);
+        if (a < base || a >= rec.end.load(std::memory_order_relaxed))
+            continue;
+        std::uintptr_t const slot = rec.slot.load(std::memory_order_relaxed);
+        std::uintptr_t const guard_size = rec.guard.load(std::memory_order_relaxed);
+        std::uintptr_t const slot_base = base + (a - base) / slot * slot;
+        if (a - slot_base >= guard_size)
+            return false;
+        hit.low = reinterpret_cast<char const*>(slot_base + guard_size);
+        hit.high = reinterpret_cast<char const*>(slot_base + slot);
+        return true;
+    }
+    return false;
+}
+
+} // namespace detail
+
+arena_stack::arena_stack(std::size_t size) : size_(0) {
+    if (size > maximum_size())
+        throw std::length_error("fibers::arena_stack: size above maximum_size()");
+    size = std::max(size, minimum_size());
+    std::size_t const page = detail::page_size();
+    size_ = (size + page - 1) / page * page;
+}
+
+boost::context::stack_context arena_stack::allocate() {
+    detail::thread_cache* const tc = detail::this_thread_cache();
+    if (FIBERS_LIKELY(tc != nullptr)) {
+        detail::cache_bin* const b = detail::bin_for(*tc, size_);
+        if (FIBERS_LIKELY(b != nullptr && b->count != 0))
+            return detail::make_context(b->lows[--b->count], size_, true);
+    }
+    return detail::allocate_slow(size_, tc);
+}
+
+void arena_stack::deallocate(boost::context::stack_context& sctx) noexcept {
+    assert(sctx.sp != nullptr);
+    char* const low = static_cast<char*>(sctx.sp) - sctx.size;
+    detail::thread_cache* const tc = detail::this_thread_cache();
+    if (FIBERS_LIKELY(tc != nullptr)) {
+        detail::cache_bin* const b = detail::bin_for(*tc, sctx.size);
+        if (FIBERS_LIKELY(b != nullptr && b->count < detail::thread_stack_cache_capacity)) {
+            b->lows[b->count++] = low;
+            return;
+        }
+    }
+    detail::deallocate_slow(low, sctx.size, tc);
+}
+
+} // namespace fibers

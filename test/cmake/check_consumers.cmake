@@ -1,0 +1,30 @@
+# Installs the library into a scratch prefix, then builds and runs a
+# consumer project against it with find_package(fibers), and once more
+# with add_subdirectory.
+function(run)
+    execute_process(COMMAND ${ARGV} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE out)
+    if(NOT status EQUAL 0)
+        message(FATAL_ERROR "failed (${status}): ${ARGV}\n${out}")
+    endif()
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+set(prefix ${WORK_DIR}/prefix)
+run(${CMAKE_COMMAND} --install ${FIBERS_BUILD_DIR} --prefix ${prefix})
+foreach(header fibers/fibers.hpp fibers/fiber.hpp)
+    if(NOT EXISTS ${prefix}/include/${header})
+        message(FATAL_ERROR "not installed: ${header}")
+    endif()
+endforeach()
+
+set(consumer ${FIBERS_SOURCE_DIR}/test/cmake/consumer)
+run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/by_package -DCMAKE_PREFIX_PATH=${prefix}
+    -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/by_package)
+run(${WORK_DIR}/by_package/consumer)
+
+run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/by_subdirectory -DFIBERS_SOURCE_DIR=${FIBERS_SOURCE_DIR}
+    -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/by_subdirectory)
+run(${WORK_DIR}/by_subdirectory/consumer)
+message(STATUS "find_package and add_subdirectory consumers built and ran")
