@@ -125,7 +125,7 @@ bench)
 b2)
     install_missing_packages
     say "building and testing with b2"
-    b2 -j "$jobs" --build-dir=build/b2 variant=release
+    b2 -j "$jobs" variant=release
     ;;
 *)
     sed -n '6,16p' "$0" | sed 's/^# \{0,1\}//'

@@ -41,6 +41,7 @@ namespace ctx = boost::context::detail;
 
 __thread thread_state* current_thread_state FIBERS_INITIAL_EXEC_TLS = nullptr;
 char const no_switch_key = 0;
+std::atomic<void (*)(fiber_record*) noexcept> fiber_locals_destroyer{nullptr};
 
 namespace {
 
@@ -184,6 +185,7 @@ void fiber_entry(ctx::transfer_t from) noexcept {
         error = std::current_exception();
     }
     self->discard_target();
+    destroy_locals_of(self);
     ts.finish(self, std::move(result), std::move(error));
 }
 
@@ -287,6 +289,7 @@ void shutdown_thread(thread_state& ts) noexcept {
     flush_thread_stack_cache();
 
     fiber_record* root = ts.root;
+    destroy_locals_of(root);
     root->status.store(fiber_status::ended, std::memory_order_relaxed);
     root->switch_key = nullptr;
     current_thread_state = nullptr;

@@ -37,6 +37,26 @@ struct thread_anchor {
     void* wake_argument = nullptr;
 };
 
+// A switch made by the library itself (the hub resuming a fiber): the inline
+// path, or the annotated one in sanitizer builds.
+FIBERS_ALWAYS_INLINE std::any switch_now(thread_state& ts, fiber_record* target) {
+#if FIBERS_SANITIZED
+    return ts.switch_into(target);
+#else
+    return switch_fast(ts, target);
+#endif
+}
+
+// Destroys a fiber's fibers::local values; set by the first value made, so
+// that programs without locals pay nothing at a fiber's end.
+extern std::atomic<void (*)(fiber_record*) noexcept> fiber_locals_destroyer;
+
+inline void destroy_locals_of(fiber_record* record) noexcept {
+    if (record->has_locals)
+        if (auto destroy = fiber_locals_destroyer.load(std::memory_order_acquire))
+            destroy(record);
+}
+
 // The calling thread's state, made on first use.
 thread_state& this_thread_state();
 

@@ -8,7 +8,13 @@
 
 #include <fibers/errors.hpp>
 #include <fibers/fiber.hpp>
+#include <fibers/hub.hpp>
+#include <fibers/local.hpp>
 #include <fibers/log.hpp>
+#include <fibers/poller.hpp>
 #include <fibers/stack.hpp>
+#include <fibers/switch_back.hpp>
+#include <fibers/switchpoint.hpp>
+#include <fibers/task.hpp>
 
 #endif // FIBERS_FIBERS_HPP

@@ -76,6 +76,7 @@ public:
     thread_anchor* anchor = nullptr;                 // identifies the owner thread, outlives it
     fiber_record const* only_switched_by = nullptr;  // tasks: only their hub may switch to them
 
+    bool has_locals = false;        // holds a fibers::local value: destroy them at its end
     fiber_record* parent = nullptr; // strong; the owner writes it under the anchor's mutex
     boost::context::stack_context stack{};
     std::thread::id thread;

@@ -1,0 +1,90 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_DETAIL_READY_QUEUE_HPP
+#define FIBERS_DETAIL_READY_QUEUE_HPP
+
+// The hub's run queue: what runs in its next loop iterations, FIFO.
+//
+// Entries are intrusive and most live inside the object that queued them
+// (a waiting fiber's frame, a switch_back's state, a task), so that a
+// resumption allocates nothing. Such an object unlinks its entry when it
+// goes away first: the list is doubly linked for that, and touched only on
+// the hub's thread.
+
+#include <fibers/detail/config.hpp>
+
+#include <any>
+#include <cstddef>
+#include <exception>
+#include <utility>
+
+namespace fibers::detail {
+
+class fiber_record;
+
+// A fiber to resume and the message it gets.
+struct resumption {
+    fiber_record* target = nullptr; // null: nothing to resume after all
+    std::any* value = nullptr;      // null: an empty value
+    std::exception_ptr error;       // raised in the target instead
+
+    resumption() = default;
+    resumption(fiber_record* t, std::any* v = nullptr, std::exception_ptr e = nullptr) noexcept
+        : target(t), value(v), error(std::move(e)) {}
+};
+
+// One of two kinds, so that most entries can be dispatched by any fiber
+// that waits on the hub, without a trip through the hub fiber:
+struct ready_entry {
+    ready_entry* prev = nullptr;
+    ready_entry* next = nullptr;
+    // A callback: runs in the hub fiber, once unlinked. May destroy the entry.
+    void (*run)(ready_entry& self) = nullptr;
+    // Or a resumption: does the entry's bookkeeping, once unlinked, and says
+    // whom to resume. May destroy the entry.
+    resumption (*take)(ready_entry& self) = nullptr;
+    // Disposes of an entry that will never run (its hub closed); null for
+    // entries that their owner disposes of.
+    void (*discard)(ready_entry& self) noexcept = nullptr;
+
+    bool queued() const noexcept { return prev != nullptr; }
+};
+
+class ready_queue {
+public:
+    ready_queue() noexcept { head_.prev = head_.next = &head_; }
+    ready_queue(ready_queue const&) = delete;
+    ready_queue& operator=(ready_queue const&) = delete;
+
+    bool empty() const noexcept { return head_.next == &head_; }
+    ready_entry* front() const noexcept { return head_.next != &head_ ? head_.next : nullptr; }
+
+    void push_back(ready_entry& e) noexcept {
+        e.prev = head_.prev;
+        e.next = &head_;
+        head_.prev->next = &e;
+        head_.prev = &e;
+    }
+
+    ready_entry* pop_front() noexcept {
+        ready_entry* e = head_.next;
+        if (e == &head_)
+            return nullptr;
+        erase(*e);
+        return e;
+    }
+
+    static void erase(ready_entry& e) noexcept {
+        e.prev->next = e.next;
+        e.next->prev = e.prev;
+        e.prev = e.next = nullptr;
+    }
+
+private:
+    ready_entry head_;
+};
+
+} // namespace fibers::detail
+
+#endif // FIBERS_DETAIL_READY_QUEUE_HPP

@@ -1,0 +1,126 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_DETAIL_TASK_RECORD_HPP
+#define FIBERS_DETAIL_TASK_RECORD_HPP
+
+#include <fibers/detail/fiber_record.hpp>
+#include <fibers/detail/ready_queue.hpp>
+
+#include <any>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace fibers {
+class hub;
+}
+
+namespace fibers::detail {
+
+// A fiber waiting for a task to end, listed in the task; woken when it does.
+struct join_waiter {
+    join_waiter* prev = nullptr;
+    join_waiter* next = nullptr;
+    virtual void wake() noexcept = 0;
+
+    void link(join_waiter*& first) noexcept {
+        next = first;
+        if (next != nullptr)
+            next->prev = this;
+        first = this;
+    }
+    // Once woken, a waiter is no longer listed: unlinking does nothing.
+    void unlink(join_waiter*& first) noexcept {
+        if (prev == nullptr && first != this)
+            return;
+        if (prev != nullptr)
+            prev->next = next;
+        else
+            first = next;
+        if (next != nullptr)
+            next->prev = prev;
+        prev = next = nullptr;
+    }
+
+protected:
+    ~join_waiter() = default;
+};
+
+// A fiber scheduled by its hub (Gruvi's Fiber): a child of the hub's fiber
+// that only the hub switches to.
+class task_record : public fiber_record {
+public:
+    task_record() noexcept;
+    ~task_record() override;
+    std::size_t describe(char* buffer, std::size_t capacity) const noexcept override;
+    // "Fiber-N" unless it was given a name; made on first demand.
+    std::string const& name() const;
+
+    hub* owner = nullptr;
+    std::uint64_t number = 0; // N of "Fiber-N", counted per hub
+    std::string given_name;
+    mutable std::string made_name;
+
+    struct entry : ready_entry {
+        task_record* task = nullptr;
+    };
+    bool start_requested = false;
+    entry start_entry;
+    bool cancel_requested = false;
+    std::string cancel_message;
+    entry cancel_entry;
+
+    bool done = false; // its end was processed: done callbacks ran, joiners woken
+    std::vector<std::pair<std::size_t, std::function<void()>>> done_callbacks;
+    std::size_t next_callback_id = 1;
+    join_waiter* first_joiner = nullptr;
+
+    // The hub's list of its tasks that have not ended; once started, the
+    // hub holds a reference until the end.
+    task_record* newer_task = nullptr;
+    task_record* older_task = nullptr;
+    bool in_hub_list = false;
+    bool held_by_hub = false;
+};
+
+// The end of a task, in the task (or in the hub at close, for one that never
+// ran): runs the done callbacks, wakes the joiners, lets go of the hub.
+void end_task(task_record& t) noexcept;
+
+// Runs a task's target through `invoke(target)`: a pending cancellation
+// first, then the target; a `cancelled` ends it quietly, anything else is
+// logged with the task's name; then the done callbacks and the joiners.
+std::any run_as_task(std::any (*invoke)(void*), void* target);
+
+// The target of a task record: the user's callable, run as a task.
+template <class Fn>
+struct task_body {
+    Fn fn;
+    std::any operator()() { return run_as_task(&invoke, &fn); }
+    static std::any invoke(void* target) {
+        Fn& f = *static_cast<Fn*>(target);
+        using result = std::invoke_result_t<Fn&>;
+        if constexpr (std::is_void_v<result>) {
+            std::invoke(f);
+            return {};
+        } else {
+            (void)target_result<result>{};
+            return std::any(std::invoke(f));
+        }
+    }
+};
+
+// Makes `record` a task of `on` (null: this thread's hub), a child of the
+// hub's fiber named `name` (empty: "Fiber-N"). Deletes it and throws on
+// error: fibers::error for a closed hub, std::invalid_argument for a hub of
+// another thread.
+void attach_task(task_record* record, std::string name, hub* on);
+
+} // namespace fibers::detail
+
+#endif // FIBERS_DETAIL_TASK_RECORD_HPP

@@ -1,0 +1,228 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_HUB_HPP
+#define FIBERS_HUB_HPP
+
+#include <fibers/detail/ready_queue.hpp>
+#include <fibers/fiber.hpp>
+#include <fibers/poller.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <any>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace fibers {
+
+class hub;
+
+namespace detail {
+struct hub_access;
+struct hub_signals;
+class task_record;
+void yield(hub& h);
+
+// The switches the hub dispatches: inline, so that the resumed fiber
+// continues in its caller's code (see thread_state.hpp). A first switch to
+// a fiber, an error to raise, and sanitizer builds go through the library.
+std::any resume_slowly(thread_state& ts, resumption& r);
+
+FIBERS_ALWAYS_INLINE std::any resume(thread_state& ts, resumption& r) {
+#if !FIBERS_SANITIZED
+    if (FIBERS_LIKELY(r.error == nullptr &&
+                      r.target->status.load(std::memory_order_relaxed) == fiber_status::started)) {
+        std::any nothing;
+        ts.incoming_value = r.value != nullptr ? r.value : &nothing;
+        return switch_fast(ts, r.target);
+    }
+#endif
+    return resume_slowly(ts, r);
+}
+
+// A resumption of the running fiber itself: nothing to switch.
+inline std::any take_own(resumption& r) {
+    if (r.error)
+        std::rethrow_exception(r.error);
+    return r.value != nullptr ? std::move(*r.value) : std::any();
+}
+
+// A callback queued with run_callback: it owns itself until it has run.
+template <class Fn>
+struct callback_entry final : ready_entry {
+    Fn fn;
+    explicit callback_entry(Fn&& f) : fn(std::move(f)) { set_up(); }
+    explicit callback_entry(Fn const& f) : fn(f) { set_up(); }
+    static void run_and_delete(ready_entry& e);
+    static void delete_unrun(ready_entry& e) noexcept { delete static_cast<callback_entry*>(&e); }
+
+private:
+    void set_up() noexcept {
+        run = &run_and_delete;
+        discard = &delete_unrun;
+    }
+};
+void log_callback_exception() noexcept;
+} // namespace detail
+
+/// The scheduler of a thread: a fiber, child of the root fiber, that runs a
+/// boost::asio::io_context and resumes the other fibers when what they wait
+/// for has happened (Gruvi's Hub). One per thread, made on first use.
+class hub {
+public:
+    /// The calling thread's hub, made on first use, which must be from the
+    /// thread's root fiber (elsewhere: fibers::error). After close(), the
+    /// same, closed hub.
+    static hub& get();
+
+    hub(hub const&) = delete;
+    hub& operator=(hub const&) = delete;
+    /// Closes the hub if needed (at thread exit).
+    ~hub();
+
+    /// The event loop. Asio objects made on it complete in the hub.
+    boost::asio::io_context& loop() noexcept { return io_; }
+
+    std::string_view name() const noexcept { return "Hub"; }
+
+    /// Per-hub data for the application; keys starting with "fibers:" are
+    /// reserved for the library.
+    std::unordered_map<std::string, std::any>& data() noexcept { return data_; }
+
+    /// File-descriptor readiness callbacks, run in the hub.
+    poller& poll();
+
+    /// Pauses the calling fiber and runs the loop until something resumes
+    /// the caller; returns the value a switch_back delivered. In the root
+    /// fiber it returns an empty std::any once the hub has ended, or rethrows
+    /// the exception that ended it. A switchpoint. fibers::error on a closed
+    /// hub, from the hub itself, or from another thread.
+    ///
+    /// When the next thing queued only resumes a fiber, the caller switches
+    /// to that fiber itself, in queue order, rather than through the hub
+    /// fiber: half the switches. Callbacks, work from other threads, and a
+    /// look at I/O every ready_between_polls dispatches go through the hub.
+    std::any switch_to();
+
+    /// Runs `fn()` in the hub fiber in a coming loop iteration, in the order
+    /// queued. Callable from any thread; wakes an idle loop at once. An
+    /// exception from `fn` is logged and dropped. fibers::error on a closed
+    /// hub. `fn` must not wait (no switchpoints in the hub).
+    template <class Fn>
+    void run_callback(Fn&& fn) {
+        static_assert(std::is_invocable_v<std::decay_t<Fn>&>, "run_callback takes a callable with no arguments");
+        post(new detail::callback_entry<std::decay_t<Fn>>(std::forward<Fn>(fn)));
+    }
+
+    /// Stops the loop, unwinds the tasks still alive, releases what the hub
+    /// holds, and returns. Only from the root fiber of the hub's thread
+    /// (else fibers::error). The hub then refuses further use.
+    void close();
+
+    /// True until the hub has closed or ended.
+    bool is_alive() const noexcept;
+
+    /// Whether SIGINT is ignored; when not (the default), SIGINT throws
+    /// fibers::keyboard_interrupt in the root fiber of this hub's thread.
+    bool ignore_interrupt() const noexcept;
+    void ignore_interrupt(bool yes);
+
+    /// The hub's own fiber.
+    fiber as_fiber() const;
+
+    /// Fibers resumed one after the other before the loop looks at I/O and
+    /// timers without blocking, so that neither starves the other.
+    static constexpr unsigned ready_between_polls = 64;
+
+private:
+    friend struct detail::hub_access;
+    friend void detail::yield(hub& h);
+    enum class hub_state : std::uint8_t { open, closing, closed };
+
+    hub();
+    void post(detail::ready_entry* owned_entry);
+    std::any switch_to_slowly();
+    void run_loop();
+    void dispatch_until_closed();
+    void run_handlers(bool block);
+    void take_remote();
+    void arm_interrupt();
+    void shut_down() noexcept;
+    void link_task(detail::task_record* t) noexcept;
+    void unlink_task(detail::task_record* t) noexcept;
+    void detach_everything() noexcept;
+
+    boost::asio::io_context io_{1};
+    fiber fiber_;
+    detail::fiber_record* record_ = nullptr;     // fiber_'s record
+    detail::thread_state* thread_ = nullptr;     // the owner thread's state
+    detail::ready_queue ready_;
+    unsigned dispatched_ = 0;   // since the loop last looked at I/O
+    bool loop_running_ = false; // the hub fiber has started its loop
+    std::atomic<hub_state> state_{hub_state::open};
+
+    // Work queued from other threads, moved to ready_ by the loop.
+    std::mutex remote_mutex_;
+    std::vector<detail::ready_entry*> remote_;
+    std::atomic<bool> remote_pending_{false};
+    bool wake_posted_ = false; // guarded by remote_mutex_
+
+    std::unordered_map<std::string, std::any> data_;
+    std::unique_ptr<poller> poller_;
+    std::unique_ptr<detail::hub_signals> signals_;
+    std::atomic<bool> ignore_interrupt_{false};
+
+    std::uint64_t tasks_made_ = 0;                // names "Fiber-N"
+    detail::task_record* newest_task_ = nullptr;  // its tasks that have not ended
+};
+
+/// The calling thread's hub (= hub::get()).
+hub& get_hub();
+
+FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
+    detail::thread_state* ts = detail::current_thread_state;
+    // The key is the hub's thread's anchor only on that thread, outside
+    // assert_no_switchpoints: one compare for both checks.
+    if (FIBERS_UNLIKELY(ts == nullptr || ts->switch_key != thread_->anchor || ts->current == record_ ||
+                        state_.load(std::memory_order_relaxed) != hub_state::open))
+        return switch_to_slowly();
+    // Until the hub fiber runs, a task would end into the root rather than
+    // into it: hand-offs start once it has.
+    while (detail::ready_entry* e = loop_running_ ? ready_.front() : nullptr) {
+        if (e->take == nullptr || dispatched_ >= ready_between_polls ||
+            remote_pending_.load(std::memory_order_relaxed))
+            break;
+        ready_.pop_front();
+        ++dispatched_;
+        detail::resumption r = e->take(*e);
+        if (r.target == nullptr || r.target->status.load(std::memory_order_relaxed) == detail::fiber_status::ended)
+            continue;
+        if (r.target == ts->current)
+            return detail::take_own(r);
+        return detail::resume(*ts, r);
+    }
+    return fiber_.switch_to();
+}
+
+template <class Fn>
+void detail::callback_entry<Fn>::run_and_delete(ready_entry& e) {
+    std::unique_ptr<callback_entry> self(static_cast<callback_entry*>(&e));
+    try {
+        self->fn();
+    } catch (...) {
+        log_callback_exception();
+    }
+}
+
+} // namespace fibers
+
+#endif // FIBERS_HUB_HPP

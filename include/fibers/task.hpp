@@ -1,0 +1,149 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_TASK_HPP
+#define FIBERS_TASK_HPP
+
+#include <fibers/detail/task_record.hpp>
+#include <fibers/fiber.hpp>
+#include <fibers/hub.hpp>
+#include <fibers/stack.hpp>
+
+#include <any>
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace fibers {
+
+struct task_options {
+    std::string name;           // empty: "Fiber-N", N counting the hub's tasks from 1
+    hub* on = nullptr;          // null: the calling thread's hub
+    std::size_t stack_size = 0; // 0: fibers::arena_stack::default_size()
+};
+
+/// A fiber scheduled by its hub (Gruvi's Fiber). A handle, like fiber. It
+/// is a child of the hub's fiber, and only the hub switches to it, through
+/// whichever handle. Once started it lives until it ends, handles or not.
+class task : public fiber {
+public:
+    task() noexcept = default;
+
+    template <class Fn, class = std::enable_if_t<!std::is_base_of_v<fiber, std::decay_t<Fn>>>>
+    explicit task(Fn&& target, task_options opts = {}) {
+        static_assert(std::is_invocable_v<std::decay_t<Fn>&>,
+                      "a task's target is called with no arguments: bind them first");
+        using body = detail::task_body<std::decay_t<Fn>>;
+        arena_stack stack = opts.stack_size != 0 ? arena_stack(opts.stack_size) : arena_stack();
+        auto* record = new detail::record_with_target<detail::task_record, body, arena_stack>(
+            std::move(stack), body{std::forward<Fn>(target)});
+        detail::attach_task(record, std::move(opts.name), opts.on);
+        static_cast<fiber&>(*this) = detail::fiber_access::adopt(record);
+    }
+
+    /// The name given in task_options, or "Fiber-N".
+    std::string const& name() const;
+
+    bool alive() const noexcept { return is_alive(); }
+
+    /// Schedules the first run in a coming loop iteration. fibers::error if
+    /// already started, on a closed hub, or from another thread.
+    void start();
+
+    /// Throws fibers::cancelled(message) into the task in a coming loop
+    /// iteration, where it waits (or at once, before its target, if it has
+    /// not run yet). Nothing on a task that has ended.
+    void cancel(std::string message = "cancelled by task::cancel()");
+
+    /// Waits until the task has ended. A switchpoint; from any fiber of the
+    /// hub's thread, the root included. fibers::error from the task itself.
+    void join();
+    template <class Rep, class Period>
+    void join(std::chrono::duration<Rep, Period> timeout) {
+        join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    }
+
+    /// Only the hub may switch to a task: from anywhere else, fibers::error.
+    std::any switch_to(std::any v = {}) { return fiber::switch_to(std::move(v)); }
+    std::any throw_to(std::exception_ptr e) { return fiber::throw_to(std::move(e)); }
+
+    /// `fn()` runs when the task ends (in the task, before its joiners
+    /// wake), or at once if it already has. Returns a handle for removal.
+    template <class Fn>
+    std::size_t add_done_callback(Fn&& fn) {
+        return add_done_callback_erased(std::function<void()>(std::forward<Fn>(fn)));
+    }
+    void remove_done_callback(std::size_t handle);
+
+private:
+    detail::task_record& record() const;
+    void join_for(std::chrono::nanoseconds timeout);
+    std::size_t add_done_callback_erased(std::function<void()> fn);
+};
+
+/// Makes a task and starts it.
+template <class Fn>
+task spawn(Fn&& fn, task_options opts = {}) {
+    task t(std::forward<Fn>(fn), std::move(opts));
+    t.start();
+    return t;
+}
+
+/// The running fiber (= current()): a task, the hub, or a root.
+fiber current_fiber();
+
+namespace detail {
+
+void sleep_for(std::chrono::nanoseconds d);
+
+// sleep(0s): the caller goes to the back of its hub's run queue. Inline, as
+// the hub's switch is.
+struct yield_entry final : ready_entry {
+    fiber_record* waiting;
+    bool ran = false;
+    explicit yield_entry(fiber_record* w) noexcept : waiting(w) {
+        take = [](ready_entry& e) -> resumption {
+            auto& self = static_cast<yield_entry&>(e);
+            self.ran = true;
+            return {self.waiting};
+        };
+    }
+    yield_entry(yield_entry const&) = delete;
+    yield_entry& operator=(yield_entry const&) = delete;
+    ~yield_entry() {
+        if (queued())
+            ready_queue::erase(*this);
+    }
+};
+
+FIBERS_ALWAYS_INLINE void yield(hub& h) {
+    yield_entry entry(current_thread_state->current);
+    h.ready_.push_back(entry); // hub::switch_to checks the rest; the entry unlinks itself if it throws
+    while (!entry.ran)
+        h.switch_to();
+}
+
+inline hub& this_thread_hub() {
+    thread_state const* ts = current_thread_state;
+    return ts != nullptr && ts->hub != nullptr ? *static_cast<hub*>(ts->hub) : get_hub();
+}
+
+} // namespace detail
+
+/// Suspends the calling fiber for `d`. A switchpoint. sleep(0s) puts it
+/// behind all work already queued, so two fibers that call it in turn
+/// alternate; sleepers wake in deadline order.
+template <class Rep, class Period>
+void sleep(std::chrono::duration<Rep, Period> d) {
+    if (d <= d.zero())
+        detail::yield(detail::this_thread_hub());
+    else
+        detail::sleep_for(std::chrono::ceil<std::chrono::nanoseconds>(d));
+}
+
+} // namespace fibers
+
+#endif // FIBERS_TASK_HPP

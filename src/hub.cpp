@@ -1,0 +1,419 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "hub_internals.hpp"
+
+#include <fibers/hub.hpp>
+#include <fibers/log.hpp>
+#include <fibers/stack.hpp>
+#include <fibers/switchpoint.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <string>
+
+namespace fibers {
+
+namespace detail {
+
+struct hub_signals {
+    boost::asio::signal_set set;
+    explicit hub_signals(boost::asio::io_context& io) : set(io, SIGINT) {}
+};
+
+namespace {
+
+thread_local std::unique_ptr<hub> this_thread_hub;
+
+// The hub's own fiber, named "Hub" in messages.
+class hub_fiber_base : public fiber_record {
+public:
+    std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
+        char const name[] = "Hub";
+        if (capacity == 0)
+            return 0;
+        std::size_t n = std::min(capacity - 1, sizeof name - 1);
+        std::memcpy(buffer, name, n);
+        buffer[n] = '\0';
+        return n;
+    }
+};
+
+// Resumes the root fiber with keyboard_interrupt.
+struct interrupt_entry final : ready_entry {
+    fiber_record* root;
+    explicit interrupt_entry(fiber_record* r) : root(r) {
+        take = &deliver;
+        discard = &drop;
+    }
+    static resumption deliver(ready_entry& e) {
+        std::unique_ptr<interrupt_entry> self(static_cast<interrupt_entry*>(&e));
+        return {self->root, nullptr, std::make_exception_ptr(keyboard_interrupt())};
+    }
+    static void drop(ready_entry& e) noexcept { delete static_cast<interrupt_entry*>(&e); }
+};
+
+void log_current_exception(char const* where) noexcept {
+    try {
+        throw;
+    } catch (std::exception const& e) {
+        log(log_level::error, std::string(where) + ": " + e.what());
+    } catch (...) {
+        log(log_level::error, std::string(where) + ": an exception not derived from std::exception");
+    }
+}
+
+} // namespace
+
+void log_callback_exception() noexcept { log_current_exception("exception in a hub callback (dropped)"); }
+
+bool hub_access::push_from_anywhere(hub& h, ready_entry& e) noexcept {
+    if (on_own_thread(h)) {
+        if (!is_open(h))
+            return false;
+        h.ready_.push_back(e);
+        return true;
+    }
+    std::lock_guard<std::mutex> lock(h.remote_mutex_);
+    if (h.state_.load(std::memory_order_relaxed) != hub::hub_state::open)
+        return false;
+    try {
+        h.remote_.push_back(&e);
+    } catch (...) {
+        return false;
+    }
+    h.remote_pending_.store(true, std::memory_order_release);
+    if (!h.wake_posted_) {
+        h.wake_posted_ = true;
+        // A no-op is enough: it makes an idle loop return, and the loop
+        // then takes the remote queue.
+        boost::asio::post(h.io_, [] {});
+    }
+    return true;
+}
+
+std::any resume_slowly(thread_state& ts, resumption& r) {
+    fiber_record* target = r.target;
+    if (target->status.load(std::memory_order_relaxed) == fiber_status::created) {
+        if (r.error) // as python-fibers: it ends at once, with the error
+            return fiber_access::share(target).throw_to(std::move(r.error));
+        ts.start(target);
+    }
+    std::any nothing;
+    ts.incoming_value = r.value != nullptr ? r.value : &nothing;
+    if (r.error) {
+        ts.incoming_error = std::move(r.error);
+        ts.arrival_needs_care = true;
+    }
+    return ts.switch_into(target);
+}
+
+void hub_access::adopt_task(hub&, task_record* t) noexcept {
+    add_reference(t);
+    t->held_by_hub = true;
+}
+
+void hub_access::release_task(hub& h, task_record* t) noexcept {
+    h.unlink_task(t);
+    if (std::exchange(t->held_by_hub, false))
+        h.thread_->release_here(t);
+}
+
+void hub_access::check_may_wait(hub const& h) {
+    switchpoint();
+    if (!on_own_thread(h))
+        throw error("fibers: cannot wait on the hub of another thread");
+    if (current_thread_state->current == h.record_)
+        throw error("fibers: the hub cannot wait on itself (a hub callback must not call a switchpoint)");
+    if (!is_open(h))
+        throw error("fibers: the hub is closed");
+}
+
+} // namespace detail
+
+using detail::hub_access;
+
+hub& hub::get() {
+    // The thread state first: thread_local objects die in the reverse order
+    // of their making, and the hub must go before the state it refers to.
+    detail::thread_state& ts = detail::this_thread_state();
+    if (ts.hub != nullptr)
+        return *static_cast<hub*>(ts.hub);
+    if (ts.current != ts.root)
+        throw error("fibers: a thread's hub must first be used from its root fiber");
+    detail::this_thread_hub.reset(new hub());
+    return *detail::this_thread_hub;
+}
+
+hub& get_hub() { return hub::get(); }
+
+hub::hub() {
+    thread_ = &detail::this_thread_state();
+    thread_->hub = this;
+    auto body = [this] { run_loop(); };
+    auto* record =
+        new detail::record_with_target<detail::hub_fiber_base, decltype(body), arena_stack>(arena_stack(), body);
+    detail::attach_new_fiber(record, thread_->root);
+    fiber_ = detail::fiber_access::adopt(record);
+    record_ = record;
+    {
+        std::lock_guard<std::mutex> lock(thread_->anchor->mutex);
+        thread_->anchor->wake = [](void* argument) noexcept {
+            // Another thread handed back a fiber reference: let the loop
+            // settle it now rather than at its next wake-up.
+            boost::asio::post(static_cast<hub*>(argument)->io_, [] {});
+        };
+        thread_->anchor->wake_argument = this;
+    }
+    signals_ = std::make_unique<detail::hub_signals>(io_);
+    arm_interrupt();
+}
+
+hub::~hub() {
+    if (thread_->hub == this)
+        thread_->hub = nullptr;
+    if (state_.load(std::memory_order_acquire) == hub_state::closed)
+        return;
+    detail::thread_state* ts = detail::current_thread_state;
+    if (ts != nullptr && ts->anchor == thread_->anchor && ts->current == ts->root) {
+        try {
+            close();
+        } catch (...) {
+            detail::log_current_exception("closing the hub at thread exit");
+        }
+        return;
+    }
+    // The thread ends inside a fiber (exit() on a fiber's stack): nothing
+    // can be unwound. Tasks forget this hub so that nothing reaches it
+    // after it is gone.
+    detach_everything();
+}
+
+poller& hub::poll() {
+    if (!poller_) {
+        poller_ = std::make_unique<poller>(io_);
+        if (state_.load(std::memory_order_acquire) != hub_state::open)
+            poller_->close();
+    }
+    return *poller_;
+}
+
+std::any hub::switch_to_slowly() {
+    hub_access::check_may_wait(*this); // throws: the inline path takes every valid call
+    return fiber_.switch_to();
+}
+
+void hub::post(detail::ready_entry* owned_entry) {
+    if (!hub_access::push_from_anywhere(*this, *owned_entry)) {
+        owned_entry->discard(*owned_entry);
+        throw error("fibers: run_callback on a closed hub");
+    }
+}
+
+bool hub::is_alive() const noexcept {
+    return state_.load(std::memory_order_acquire) == hub_state::open &&
+           record_->status.load(std::memory_order_relaxed) != detail::fiber_status::ended;
+}
+
+bool hub::ignore_interrupt() const noexcept { return ignore_interrupt_.load(std::memory_order_relaxed); }
+
+void hub::ignore_interrupt(bool yes) { ignore_interrupt_.store(yes, std::memory_order_relaxed); }
+
+fiber hub::as_fiber() const { return fiber_; }
+
+void hub::arm_interrupt() {
+    signals_->set.async_wait([this](boost::system::error_code const& ec, int) {
+        if (ec)
+            return; // cancelled: the hub is closing
+        if (!ignore_interrupt_.load(std::memory_order_relaxed))
+            ready_.push_back(*new detail::interrupt_entry(thread_->root));
+        arm_interrupt();
+    });
+}
+
+void hub::close() {
+    detail::thread_state* ts = detail::current_thread_state;
+    if (ts == nullptr || ts->anchor != thread_->anchor)
+        throw error("fibers: a hub can only be closed from its own thread");
+    if (ts->current != ts->root)
+        throw error("fibers: a hub can only be closed from the root fiber");
+    if (state_.load(std::memory_order_acquire) == hub_state::closed)
+        return;
+    {
+        std::lock_guard<std::mutex> lock(remote_mutex_);
+        state_.store(hub_state::closing, std::memory_order_release);
+    }
+    if (record_->status.load(std::memory_order_relaxed) == detail::fiber_status::started) {
+        // The loop sees `closing`, shuts down and ends: its end comes back here.
+        fiber_.switch_to();
+    }
+    if (state_.load(std::memory_order_acquire) != hub_state::closed)
+        shut_down(); // it never ran
+}
+
+void hub::run_loop() {
+    try {
+        dispatch_until_closed();
+    } catch (...) {
+        // An exception that reaches the hub fiber (thrown into it, or a
+        // fiber that ended into it) ends the hub: it goes on to the root.
+        shut_down();
+        throw;
+    }
+    shut_down();
+}
+
+void hub::dispatch_until_closed() {
+    detail::thread_state& ts = *thread_;
+    auto work = boost::asio::make_work_guard(io_);
+    loop_running_ = true;
+    while (state_.load(std::memory_order_relaxed) == hub_state::open) {
+        if (remote_pending_.load(std::memory_order_acquire))
+            take_remote();
+        if (ts.anchor->has_orphans.load(std::memory_order_relaxed))
+            ts.drain_orphans();
+        detail::ready_entry* entry = ready_.pop_front();
+        if (entry == nullptr) {
+            dispatched_ = 0;
+            run_handlers(true);
+        } else {
+            if (entry->take != nullptr) {
+                detail::resumption r = entry->take(*entry);
+                if (r.target != nullptr && r.target != record_ &&
+                    r.target->status.load(std::memory_order_relaxed) != detail::fiber_status::ended)
+                    detail::resume(ts, r);
+            } else {
+                entry->run(*entry);
+            }
+            if (++dispatched_ >= ready_between_polls) {
+                dispatched_ = 0;
+                run_handlers(false);
+            }
+        }
+        if (io_.stopped()) {
+            // loop().stop() ends the hub, as close() does.
+            std::lock_guard<std::mutex> lock(remote_mutex_);
+            if (state_.load(std::memory_order_relaxed) == hub_state::open)
+                state_.store(hub_state::closing, std::memory_order_release);
+        }
+    }
+}
+
+void hub::run_handlers(bool block) {
+    try {
+        if (block)
+            io_.run_one();
+        else
+            io_.poll();
+    } catch (...) {
+        detail::log_current_exception("exception in an Asio handler of the hub (dropped)");
+    }
+}
+
+void hub::take_remote() {
+    std::vector<detail::ready_entry*> batch;
+    {
+        std::lock_guard<std::mutex> lock(remote_mutex_);
+        batch.swap(remote_);
+        remote_pending_.store(false, std::memory_order_relaxed);
+        wake_posted_ = false;
+    }
+    for (detail::ready_entry* e : batch)
+        ready_.push_back(*e);
+}
+
+void hub::shut_down() noexcept {
+    if (state_.load(std::memory_order_acquire) == hub_state::closed)
+        return;
+    {
+        std::lock_guard<std::mutex> lock(remote_mutex_);
+        state_.store(hub_state::closing, std::memory_order_release);
+    }
+    loop_running_ = false;
+    detail::thread_state& ts = *thread_;
+    {
+        std::lock_guard<std::mutex> lock(ts.anchor->mutex);
+        if (ts.anchor->wake_argument == this) {
+            ts.anchor->wake = nullptr;
+            ts.anchor->wake_argument = nullptr;
+        }
+    }
+    if (signals_) {
+        boost::system::error_code ignored;
+        signals_->set.cancel(ignored);
+        signals_->set.clear(ignored);
+    }
+    if (poller_)
+        poller_->close();
+    // Every task of this hub ends: started ones are unwound, newest first;
+    // ones that never ran are discarded with their targets.
+    while (detail::task_record* t = newest_task_) {
+        detail::add_reference(t);
+        if (t->status.load(std::memory_order_relaxed) == detail::fiber_status::created) {
+            ts.discard_unstarted(t);
+            detail::end_task(*t);
+        } else if (ts.is_suspended(t)) {
+            ts.unwind(t);
+        }
+        if (newest_task_ == t)
+            hub_access::release_task(*this, t);
+        ts.release_here(t);
+    }
+    while (detail::ready_entry* e = ready_.pop_front())
+        if (e->discard != nullptr)
+            e->discard(*e);
+    std::vector<detail::ready_entry*> remote;
+    {
+        std::lock_guard<std::mutex> lock(remote_mutex_);
+        remote.swap(remote_);
+        remote_pending_.store(false, std::memory_order_relaxed);
+        state_.store(hub_state::closed, std::memory_order_release);
+    }
+    for (detail::ready_entry* e : remote)
+        if (e->discard != nullptr)
+            e->discard(*e);
+    io_.stop();
+}
+
+void hub::link_task(detail::task_record* t) noexcept {
+    t->older_task = newest_task_;
+    t->newer_task = nullptr;
+    if (newest_task_ != nullptr)
+        newest_task_->newer_task = t;
+    newest_task_ = t;
+    t->in_hub_list = true;
+}
+
+void hub::unlink_task(detail::task_record* t) noexcept {
+    if (!std::exchange(t->in_hub_list, false))
+        return;
+    if (t->newer_task != nullptr)
+        t->newer_task->older_task = t->older_task;
+    else
+        newest_task_ = t->older_task;
+    if (t->older_task != nullptr)
+        t->older_task->newer_task = t->newer_task;
+    t->newer_task = t->older_task = nullptr;
+}
+
+void hub::detach_everything() noexcept {
+    {
+        std::lock_guard<std::mutex> lock(thread_->anchor->mutex);
+        if (thread_->anchor->wake_argument == this) {
+            thread_->anchor->wake = nullptr;
+            thread_->anchor->wake_argument = nullptr;
+        }
+    }
+    for (detail::task_record* t = newest_task_; t != nullptr; t = t->older_task)
+        t->owner = nullptr;
+    newest_task_ = nullptr;
+    std::lock_guard<std::mutex> lock(remote_mutex_);
+    state_.store(hub_state::closed, std::memory_order_release);
+}
+
+} // namespace fibers

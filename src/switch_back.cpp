@@ -1,0 +1,111 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "hub_internals.hpp"
+
+#include <fibers/log.hpp>
+#include <fibers/switch_back.hpp>
+
+namespace fibers::detail {
+
+namespace {
+
+// A reference to a state, for the handler of its timer: released when the
+// handler is destroyed, whether it ran or its io_context went first.
+class state_reference {
+public:
+    explicit state_reference(switch_back_state* s) noexcept : state_(s) { state_->add_reference(); }
+    state_reference(state_reference&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+    state_reference(state_reference const& other) noexcept : state_(other.state_) { state_->add_reference(); }
+    state_reference& operator=(state_reference const&) = delete;
+    ~state_reference() {
+        if (state_ != nullptr)
+            state_->release();
+    }
+    switch_back_state* operator->() const noexcept { return state_; }
+
+private:
+    switch_back_state* state_;
+};
+
+} // namespace
+
+switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> timeout)
+    : origin_(fiber::current()), hub_(&get_hub()) {
+    entry_.state = this;
+    entry_.take = &take_entry;
+    entry_.discard = &discard_entry;
+    if (timeout) {
+        timer_ = std::make_unique<boost::asio::steady_timer>(hub_->loop(), *timeout);
+        timer_->async_wait([self = state_reference(this)](boost::system::error_code const& ec) {
+            if (!ec)
+                self->fire_timeout();
+        });
+    }
+}
+
+switch_back_state::~switch_back_state() = default;
+
+void switch_back_state::release() noexcept {
+    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+        delete this;
+}
+
+bool switch_back_state::fire(std::any value, std::exception_ptr error) {
+    if (!active_.load(std::memory_order_acquire) || fired_.exchange(true, std::memory_order_acq_rel))
+        return false;
+    value_ = std::move(value);
+    error_ = std::move(error);
+    add_reference(); // the queue's, until the entry has run or been dropped
+    if (!hub_access::push_from_anywhere(*hub_, entry_)) {
+        release();
+        return false;
+    }
+    return true;
+}
+
+void switch_back_state::fire_timeout() {
+    // Set first: once fired, the origin may look at it at any moment.
+    timed_out_.store(true, std::memory_order_release);
+    if (!fire(std::any(), std::make_exception_ptr(timeout())))
+        timed_out_.store(false, std::memory_order_release);
+}
+
+resumption switch_back_state::take_entry(ready_entry& e) {
+    switch_back_state* self = static_cast<queued_entry&>(e).state;
+    bool const active = self->active_.load(std::memory_order_acquire);
+    fiber_record* origin = fiber_access::record(self->origin_);
+    // While active, the origin's own object keeps the state, and so the
+    // value, alive until the origin has taken it.
+    self->release(); // the queue's
+    if (!active)
+        return {};
+    return {origin, &self->value_, self->error_};
+}
+
+void switch_back_state::discard_entry(ready_entry& e) noexcept {
+    static_cast<queued_entry&>(e).state->release();
+}
+
+void switch_back_state::deactivate() noexcept {
+    active_.store(false, std::memory_order_release);
+    // The handler of a destroyed timer still runs, with operation_aborted;
+    // it only holds a reference.
+    timer_.reset();
+    if (entry_.queued()) {
+        ready_queue::erase(entry_);
+        release();
+    }
+    auto cleanups = std::move(cleanups_);
+    for (auto& fn : cleanups) {
+        try {
+            fn();
+        } catch (...) {
+            log(log_level::error, "a switch_back cleanup threw; the exception was dropped");
+        }
+    }
+}
+
+void switch_back_state::add_cleanup(std::function<void()> fn) { cleanups_.push_back(std::move(fn)); }
+
+} // namespace fibers::detail

@@ -1,0 +1,322 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "hub_internals.hpp"
+
+#include <fibers/log.hpp>
+#include <fibers/switch_back.hpp>
+#include <fibers/switchpoint.hpp>
+#include <fibers/task.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace fibers {
+
+namespace detail {
+
+namespace {
+
+std::string exception_text(std::exception_ptr const& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (std::exception const& x) {
+        return x.what();
+    } catch (...) {
+        return "an exception not derived from std::exception";
+    }
+}
+
+// The entries a task queues in its hub: its first run, its cancellation.
+resumption take_start(ready_entry& e) { return {static_cast<task_record::entry&>(e).task}; }
+
+resumption take_cancel(ready_entry& e) {
+    task_record* t = static_cast<task_record::entry&>(e).task;
+    switch (t->status.load(std::memory_order_relaxed)) {
+    case fiber_status::created:
+        // It has not run: start it now; it sees the request before its target.
+        if (t->start_entry.queued())
+            ready_queue::erase(t->start_entry);
+        return {t};
+    case fiber_status::started:
+        t->cancel_requested = false;
+        return {t, nullptr, std::make_exception_ptr(cancelled(t->cancel_message))};
+    case fiber_status::ended:
+        break;
+    }
+    return {};
+}
+
+// A fiber waiting in task::join(): woken by the task's end, through its hub.
+struct stack_joiner final : join_waiter {
+    struct entry : ready_entry {
+        stack_joiner* joiner = nullptr;
+    } resume_entry;
+    task_record& task;
+    fiber_record* waiting;
+    bool woken = false;
+
+    stack_joiner(task_record& t, fiber_record* w) : task(t), waiting(w) {
+        resume_entry.joiner = this;
+        resume_entry.take = [](ready_entry& e) -> resumption {
+            stack_joiner* self = static_cast<entry&>(e).joiner;
+            self->woken = true;
+            return {self->waiting};
+        };
+        link(task.first_joiner);
+    }
+    ~stack_joiner() {
+        unlink(task.first_joiner);
+        if (resume_entry.queued())
+            ready_queue::erase(resume_entry);
+    }
+    void wake() noexcept override {
+        if (task.owner != nullptr && hub_access::is_open(*task.owner))
+            hub_access::push(*task.owner, resume_entry);
+    }
+};
+
+// The same for join(timeout): woken through a switch_back.
+struct timed_joiner final : join_waiter {
+    task_record& task;
+    switch_back<> wakeup;
+    timed_joiner(task_record& t, switch_back<> const& sb) : task(t), wakeup(sb) { link(task.first_joiner); }
+    ~timed_joiner() { unlink(task.first_joiner); }
+    void wake() noexcept override { wakeup.switch_to(); }
+};
+
+} // namespace
+
+task_record::task_record() noexcept {
+    start_entry.task = this;
+    start_entry.take = &take_start;
+    cancel_entry.task = this;
+    cancel_entry.take = &take_cancel;
+}
+
+task_record::~task_record() {
+    if (start_entry.queued())
+        ready_queue::erase(start_entry);
+    if (cancel_entry.queued())
+        ready_queue::erase(cancel_entry);
+    if (owner != nullptr)
+        hub_access::forget_task(*owner, this);
+}
+
+std::string const& task_record::name() const {
+    if (!given_name.empty())
+        return given_name;
+    if (made_name.empty())
+        made_name = "Fiber-" + std::to_string(number);
+    return made_name;
+}
+
+std::size_t task_record::describe(char* buffer, std::size_t capacity) const noexcept {
+    // By hand, without allocating: this also runs in a signal handler.
+    if (capacity == 0)
+        return 0;
+    std::size_t n = 0;
+    auto put = [&](char c) {
+        if (n + 1 < capacity)
+            buffer[n++] = c;
+    };
+    if (!given_name.empty()) {
+        for (char c : given_name)
+            put(c);
+    } else {
+        for (char c : {'F', 'i', 'b', 'e', 'r', '-'})
+            put(c);
+        char digits[24];
+        std::size_t count = 0;
+        std::uint64_t v = number;
+        do {
+            digits[count++] = static_cast<char>('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        while (count > 0)
+            put(digits[--count]);
+    }
+    buffer[n] = '\0';
+    return n;
+}
+
+void attach_task(task_record* record, std::string name, hub* on) {
+    std::unique_ptr<task_record> owned(record);
+    hub& h = on != nullptr ? *on : get_hub();
+    if (!hub_access::on_own_thread(h))
+        throw std::invalid_argument("fibers: a task belongs to the hub of the thread that makes it");
+    if (!hub_access::is_open(h))
+        throw error("fibers: the hub is closed");
+    record->given_name = std::move(name);
+    record->number = hub_access::next_task_number(h);
+    record->only_switched_by = hub_access::record(h);
+    attach_new_fiber(owned.release(), hub_access::record(h));
+    record->owner = &h;
+    hub_access::link_task(h, record);
+}
+
+std::any run_as_task(std::any (*invoke)(void*), void* target) {
+    auto& self = static_cast<task_record&>(*current_thread_state->current);
+    std::any result;
+    try {
+        if (self.cancel_requested) {
+            self.cancel_requested = false;
+            throw cancelled(self.cancel_message);
+        }
+        result = invoke(target);
+    } catch (cancelled const&) {
+        // The way a task is asked to stop: it ends quietly.
+    } catch (forced_unwind const&) {
+        end_task(self);
+        throw;
+    } catch (...) {
+        log(log_level::error,
+            "task " + self.name() + " ended with an exception: " + exception_text(std::current_exception()));
+    }
+    end_task(self);
+    return result;
+}
+
+void end_task(task_record& t) noexcept {
+    if (std::exchange(t.done, true))
+        return;
+    auto callbacks = std::move(t.done_callbacks);
+    for (auto& [id, fn] : callbacks) {
+        try {
+            fn();
+        } catch (...) {
+            log(log_level::error, "done callback of task " + t.name() + " threw: " +
+                                      exception_text(std::current_exception()));
+        }
+    }
+    while (join_waiter* j = t.first_joiner) {
+        t.first_joiner = j->next;
+        if (j->next != nullptr)
+            j->next->prev = nullptr;
+        j->prev = j->next = nullptr;
+        j->wake();
+    }
+    if (t.start_entry.queued())
+        ready_queue::erase(t.start_entry);
+    if (t.cancel_entry.queued())
+        ready_queue::erase(t.cancel_entry);
+    if (t.owner != nullptr)
+        hub_access::release_task(*t.owner, &t);
+}
+
+void sleep_for(std::chrono::nanoseconds d) {
+    hub& h = get_hub();
+    hub_access::check_may_wait(h);
+    boost::asio::steady_timer timer(h.loop(), d);
+    switch_back<boost::system::error_code> wakeup;
+    timer.async_wait(wakeup);
+    wakeup.wait();
+}
+
+} // namespace detail
+
+using detail::hub_access;
+
+detail::task_record& task::record() const {
+    detail::fiber_record* r = detail::fiber_access::record(*this);
+    if (r == nullptr)
+        throw error("fibers: empty task handle");
+    return static_cast<detail::task_record&>(*r);
+}
+
+std::string const& task::name() const { return record().name(); }
+
+void task::start() {
+    detail::task_record& t = record();
+    if (t.status.load(std::memory_order_relaxed) != detail::fiber_status::created || t.start_requested)
+        throw error("fibers: task " + t.name() + " was already started");
+    if (t.owner == nullptr || !hub_access::on_own_thread(*t.owner))
+        throw error("fibers: a task is started from its hub's thread");
+    if (!hub_access::is_open(*t.owner))
+        throw error("fibers: the hub is closed");
+    t.start_requested = true;
+    hub_access::adopt_task(*t.owner, &t);
+    hub_access::push(*t.owner, t.start_entry);
+}
+
+void task::cancel(std::string message) {
+    detail::task_record& t = record();
+    if (!is_alive() || t.done || t.owner == nullptr)
+        return;
+    if (!hub_access::on_own_thread(*t.owner)) {
+        // From another thread: the request travels through the hub's queue.
+        try {
+            t.owner->run_callback([self = *this, message = std::move(message)]() mutable {
+                self.cancel(std::move(message));
+            });
+        } catch (error const&) {
+            // a closed hub: the task is gone or going
+        }
+        return;
+    }
+    if (!hub_access::is_open(*t.owner))
+        return;
+    t.cancel_message = std::move(message);
+    t.cancel_requested = true;
+    if (!t.start_requested) {
+        t.start_requested = true;
+        hub_access::adopt_task(*t.owner, &t);
+    }
+    if (!t.cancel_entry.queued())
+        hub_access::push(*t.owner, t.cancel_entry);
+}
+
+void task::join() {
+    detail::task_record& t = record();
+    if (t.done || !is_alive())
+        return;
+    hub& h = *t.owner;
+    hub_access::check_may_wait(h);
+    if (detail::current_thread_state->current == &t)
+        throw error("fibers: a task cannot join itself");
+    detail::stack_joiner joiner(t, detail::current_thread_state->current);
+    while (!joiner.woken) {
+        h.switch_to();
+        if (!joiner.woken && t.done)
+            break;
+    }
+}
+
+void task::join_for(std::chrono::nanoseconds timeout) {
+    detail::task_record& t = record();
+    if (t.done || !is_alive())
+        return;
+    hub& h = *t.owner;
+    hub_access::check_may_wait(h);
+    if (detail::current_thread_state->current == &t)
+        throw error("fibers: a task cannot join itself");
+    switch_back<> wakeup(timeout);
+    detail::timed_joiner joiner(t, wakeup);
+    wakeup.wait();
+}
+
+std::size_t task::add_done_callback_erased(std::function<void()> fn) {
+    detail::task_record& t = record();
+    std::size_t id = t.next_callback_id++;
+    if (t.done || !is_alive()) {
+        fn();
+        return id;
+    }
+    t.done_callbacks.emplace_back(id, std::move(fn));
+    return id;
+}
+
+void task::remove_done_callback(std::size_t handle) {
+    detail::task_record& t = record();
+    auto& callbacks = t.done_callbacks;
+    callbacks.erase(std::remove_if(callbacks.begin(), callbacks.end(),
+                                   [handle](auto const& entry) { return entry.first == handle; }),
+                    callbacks.end());
+}
+
+fiber current_fiber() { return fiber::current(); }
+
+} // namespace fibers

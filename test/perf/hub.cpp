@@ -1,0 +1,117 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+
+// The hub's scheduling costs beside Boost.Fiber's, measured in the same run:
+//
+//   yield       two tasks that call sleep(0s) in turn, per sleep(0s);
+//               two Boost.Fiber fibers that call this_fiber::yield() in
+//               turn, per yield
+//   spawn+join  spawn([]{}).join() from the root fiber; a Boost.Fiber
+//               fiber made and joined from main
+//
+// Goals: yield at most 0.6x Boost.Fiber's, spawn+join at most 0.5x. The
+// machine is shared and noisy: the variants are interleaved and each keeps
+// its best repetition; compare ratios, not nanoseconds.
+
+#include <fibers/task.hpp>
+
+#include <boost/fiber/all.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+double nanoseconds_per(clock_type::time_point start, long count) {
+    std::chrono::duration<double, std::nano> elapsed = clock_type::now() - start;
+    return elapsed.count() / static_cast<double>(count);
+}
+
+double hub_yield(long yields) {
+    long const each = yields / 2;
+    auto body = [each] {
+        for (long i = 0; i < each; ++i)
+            fibers::sleep(0s);
+    };
+    auto start = clock_type::now();
+    fibers::task a = fibers::spawn(body);
+    fibers::task b = fibers::spawn(body);
+    a.join();
+    b.join();
+    return nanoseconds_per(start, 2 * each);
+}
+
+double boost_yield(long yields) {
+    long const each = yields / 2;
+    auto body = [each] {
+        for (long i = 0; i < each; ++i)
+            boost::this_fiber::yield();
+    };
+    auto start = clock_type::now();
+    boost::fibers::fiber a(body);
+    boost::fibers::fiber b(body);
+    a.join();
+    b.join();
+    return nanoseconds_per(start, 2 * each);
+}
+
+double hub_spawn_join(long count) {
+    auto start = clock_type::now();
+    for (long i = 0; i < count; ++i)
+        fibers::spawn([] {}).join();
+    return nanoseconds_per(start, count);
+}
+
+double boost_create_join(long count) {
+    auto start = clock_type::now();
+    for (long i = 0; i < count; ++i)
+        boost::fibers::fiber([] {}).join();
+    return nanoseconds_per(start, count);
+}
+
+struct row {
+    char const* name;
+    double (*ours)(long);
+    double (*anchor)(long);
+    char const* anchor_name;
+    double goal;
+    long count;
+    double best_ours = std::numeric_limits<double>::max();
+    double best_anchor = std::numeric_limits<double>::max();
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+    long const scale = argc > 1 ? std::atol(argv[1]) : 1;
+    int const repetitions = argc > 2 ? std::atoi(argv[2]) : 7;
+
+    row rows[] = {
+        {"hub sleep(0s)", &hub_yield, &boost_yield, "boost::this_fiber::yield", 0.6, 400000 * scale},
+        {"hub spawn+join", &hub_spawn_join, &boost_create_join, "boost::fibers::fiber+join", 0.5, 100000 * scale},
+    };
+    for (auto& r : rows) { // warm up: stacks, caches, the hub itself
+        r.ours(r.count / 10);
+        r.anchor(r.count / 10);
+    }
+    for (int rep = 0; rep < repetitions; ++rep)
+        for (auto& r : rows) {
+            r.best_ours = std::min(r.best_ours, r.ours(r.count));
+            r.best_anchor = std::min(r.best_anchor, r.anchor(r.count));
+        }
+
+    std::printf("best of %d repetitions, ns per operation\n", repetitions);
+    std::printf("%-18s %9s   %-26s %9s %8s %6s\n", "", "fibers", "anchor", "ns", "ratio", "goal");
+    for (auto const& r : rows)
+        std::printf("%-18s %9.1f   %-26s %9.1f %8.2f %6.2f\n", r.name, r.best_ours, r.anchor_name, r.best_anchor,
+                    r.best_ours / r.best_anchor, r.goal);
+    fibers::get_hub().close();
+    return 0;
+}

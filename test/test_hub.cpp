@@ -1,0 +1,409 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#define BOOST_TEST_MODULE hub
+#include <boost/test/unit_test.hpp>
+
+#include <fibers/hub.hpp>
+#include <fibers/switch_back.hpp>
+#include <fibers/task.hpp>
+
+#include "hub_support.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using fibers_test::captured_log;
+using fibers_test::on_new_thread;
+
+namespace {
+
+struct destruction_flag {
+    std::atomic<bool>& flag;
+    explicit destruction_flag(std::atomic<bool>& f) : flag(f) {}
+    destruction_flag(destruction_flag const&) = delete;
+    ~destruction_flag() { flag = true; }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(making)
+
+BOOST_AUTO_TEST_CASE(one_hub_per_thread_made_from_the_root) {
+    fibers::hub* mine = nullptr;
+    fibers::hub* theirs = nullptr;
+    on_new_thread([&] {
+        mine = &fibers::get_hub();
+        BOOST_TEST(mine == &fibers::hub::get());
+        BOOST_TEST(mine->is_alive());
+        BOOST_TEST(mine->name() == "Hub");
+        BOOST_TEST(mine->as_fiber().parent() == fibers::current()); // a child of the root
+        BOOST_TEST(mine->as_fiber().is_alive());
+        std::thread([&] { theirs = &fibers::get_hub(); }).join();
+    });
+    BOOST_TEST(mine != theirs);
+}
+
+BOOST_AUTO_TEST_CASE(first_use_outside_the_root_is_an_error) {
+    on_new_thread([] {
+        bool threw = false;
+        fibers::fiber f([&] {
+            try {
+                fibers::get_hub();
+            } catch (fibers::error const&) {
+                threw = true;
+            }
+        });
+        f.switch_to();
+        BOOST_TEST(threw);
+        // From the root it works, and then from anywhere on the thread.
+        fibers::hub& h = fibers::get_hub();
+        fibers::fiber g([&] { BOOST_TEST(&fibers::get_hub() == &h); });
+        g.switch_to();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(data_belongs_to_the_hub) {
+    on_new_thread([] {
+        fibers::get_hub().data()["answer"] = 42;
+        BOOST_TEST(std::any_cast<int>(fibers::hub::get().data().at("answer")) == 42);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(switching)
+
+BOOST_AUTO_TEST_CASE(switch_to_returns_what_resumes_the_caller) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        fibers::switch_back<> back;
+        h.run_callback([&] { back.switch_to(std::string("hello")); });
+        BOOST_TEST(std::any_cast<std::string>(h.switch_to()) == "hello");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(switching_from_the_hub_itself_is_an_error) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::atomic<int> errors{0};
+        h.run_callback([&] {
+            try {
+                h.switch_to();
+            } catch (fibers::error const&) {
+                ++errors;
+            }
+            try {
+                fibers::sleep(0s);
+            } catch (fibers::error const&) {
+                ++errors;
+            }
+        });
+        fibers::sleep(0s);
+        fibers::sleep(0s);
+        BOOST_TEST(errors.load() == 2);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(switching_from_another_thread_is_an_error) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::atomic<bool> threw{false};
+        std::thread([&] {
+            fibers::current(); // a thread with fibers, but not this hub's
+            try {
+                h.switch_to();
+            } catch (fibers::error const&) {
+                threw = true;
+            }
+        }).join();
+        BOOST_TEST(threw.load());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(hub_ended_by_an_exception_rethrows_it_in_the_root) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        fibers::spawn([&] { h.as_fiber().throw_to(std::runtime_error("hub killed")); });
+        BOOST_CHECK_EXCEPTION(h.switch_to(), std::runtime_error,
+                              [](std::runtime_error const& e) { return std::string(e.what()) == "hub killed"; });
+        BOOST_TEST(!h.is_alive());
+        BOOST_CHECK_THROW(h.switch_to(), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(stopping_the_loop_ends_the_hub) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::atomic<bool> unwound{false};
+        fibers::spawn([&] {
+            destruction_flag guard{unwound};
+            fibers::sleep(1h);
+        });
+        fibers::sleep(1ms); // that task waits in its sleep now
+        fibers::spawn([&] { h.loop().stop(); });
+        BOOST_TEST(!h.switch_to().has_value()); // the root gets an empty value
+        BOOST_TEST(!h.is_alive());
+        BOOST_TEST(unwound.load());
+        BOOST_CHECK_THROW(h.switch_to(), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(callbacks)
+
+BOOST_AUTO_TEST_CASE(callbacks_run_in_order_in_the_hub) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::vector<int> order;
+        bool in_hub = true;
+        for (int i = 0; i < 100; ++i)
+            h.run_callback([&, i] {
+                order.push_back(i);
+                in_hub = in_hub && fibers::current_fiber() == h.as_fiber();
+            });
+        fibers::sleep(0s); // behind all of them
+        BOOST_TEST(order.size() == 100u);
+        BOOST_TEST(std::is_sorted(order.begin(), order.end()));
+        BOOST_TEST(in_hub);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(callbacks_from_four_threads) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        constexpr int threads = 4, each = 100;
+        std::map<int, std::vector<int>> seen; // touched in the hub only
+        int total = 0;
+        fibers::switch_back<> all_done;
+        std::vector<std::thread> posters;
+        for (int t = 0; t < threads; ++t)
+            posters.emplace_back([&, t] {
+                for (int i = 0; i < each; ++i)
+                    h.run_callback([&, t, i] {
+                        seen[t].push_back(i);
+                        if (++total == threads * each)
+                            all_done.switch_to();
+                    });
+            });
+        all_done.wait();
+        for (auto& p : posters)
+            p.join();
+        BOOST_TEST(total == threads * each);
+        for (auto& [t, numbers] : seen) // each thread's callbacks in its own order
+            BOOST_TEST(std::is_sorted(numbers.begin(), numbers.end()));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_callback_from_another_thread_wakes_an_idle_loop) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        fibers::switch_back<> back(30s); // nothing else would wake the loop before that
+        std::thread poster([&] {
+            std::this_thread::sleep_for(20ms);
+            h.run_callback([&] { back.switch_to(1); });
+        });
+        auto start = std::chrono::steady_clock::now();
+        BOOST_TEST(std::any_cast<int>(h.switch_to()) == 1);
+        BOOST_TEST((std::chrono::steady_clock::now() - start < 10s));
+        poster.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_callback_is_logged_and_dropped) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::hub& h = fibers::get_hub();
+        bool after = false;
+        h.run_callback([] { throw std::runtime_error("callback failed"); });
+        h.run_callback([&] { after = true; });
+        fibers::sleep(0s);
+        BOOST_TEST(after);
+        BOOST_TEST(log.contains("callback failed"));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_asio_handler_is_logged_and_not_fatal) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::hub& h = fibers::get_hub();
+        boost::asio::post(h.loop(), [] { throw std::runtime_error("handler failed"); });
+        fibers::sleep(10ms);
+        BOOST_TEST(log.contains("handler failed"));
+        BOOST_TEST(h.is_alive());
+        fibers::sleep(1ms); // still running
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(closing)
+
+BOOST_AUTO_TEST_CASE(close_ends_the_hub_and_unwinds_its_tasks) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::atomic<bool> unwound{false};
+        std::atomic<bool> discarded{false};
+        bool done_callback = false;
+        fibers::task sleeper = fibers::spawn([&] {
+            destruction_flag guard{unwound};
+            fibers::sleep(1h);
+        });
+        sleeper.add_done_callback([&] { done_callback = true; });
+        fibers::task never([guard = std::make_shared<destruction_flag>(discarded)] {});
+        fibers::sleep(1ms); // the sleeper is waiting now
+        h.close();
+        BOOST_TEST(!h.is_alive());
+        BOOST_TEST(unwound.load());
+        BOOST_TEST(done_callback);
+        BOOST_TEST(!sleeper.alive());
+        BOOST_TEST(!never.alive()); // never started: discarded with the hub
+        BOOST_TEST(&fibers::get_hub() == &h); // the same, closed hub
+        h.close();                            // twice is fine
+        BOOST_CHECK_THROW(h.run_callback([] {}), fibers::error);
+        BOOST_CHECK_THROW(h.switch_to(), fibers::error);
+        BOOST_CHECK_THROW(fibers::sleep(0s), fibers::error);
+        BOOST_CHECK_THROW(fibers::spawn([] {}), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(close_from_a_task_is_an_error) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        bool threw = false;
+        fibers::spawn([&] {
+            try {
+                h.close();
+            } catch (fibers::error const&) {
+                threw = true;
+            }
+        }).join();
+        BOOST_TEST(threw);
+        BOOST_TEST(h.is_alive());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(close_from_another_thread_is_an_error) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::atomic<bool> threw{false};
+        std::thread([&] {
+            try {
+                h.close();
+            } catch (fibers::error const&) {
+                threw = true;
+            }
+        }).join();
+        BOOST_TEST(threw.load());
+        BOOST_TEST(h.is_alive());
+        fibers::sleep(0s);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(close_before_the_loop_ever_ran) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::atomic<bool> discarded{false};
+        fibers::task t = fibers::spawn([guard = std::make_shared<destruction_flag>(discarded)] {});
+        h.close();
+        BOOST_TEST(!h.is_alive());
+        BOOST_TEST(discarded.load());
+        BOOST_TEST(!t.alive());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(thread_exit_closes_the_hub) {
+    std::atomic<bool> unwound{false};
+    on_new_thread([&] {
+        fibers::spawn([&] {
+            destruction_flag guard{unwound};
+            fibers::sleep(1h);
+        });
+        fibers::sleep(1ms);
+    });
+    BOOST_TEST(unwound.load());
+}
+
+BOOST_AUTO_TEST_CASE(a_handle_dropped_elsewhere_is_settled_by_the_loop) {
+    on_new_thread([] {
+        std::atomic<bool> unwound{false};
+        fibers::fiber root = fibers::current();
+        fibers::fiber f([&] {
+            destruction_flag guard{unwound};
+            fibers::fiber(root).switch_to();
+        });
+        f.switch_to();
+        std::thread([moved = std::move(f)]() mutable { moved = fibers::fiber(); }).join();
+        fibers::switch_back<> never(5s);
+        // The loop is woken and settles it without any new fiber being made.
+        for (int i = 0; i < 500 && !unwound.load(); ++i)
+            fibers::sleep(1ms);
+        BOOST_TEST(unwound.load());
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(interrupts)
+
+BOOST_AUTO_TEST_CASE(sigint_from_another_thread_interrupts_the_root) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        BOOST_TEST(!h.ignore_interrupt());
+        std::thread([] { ::kill(::getpid(), SIGINT); }).join();
+        BOOST_CHECK_THROW(fibers::sleep(30s), fibers::keyboard_interrupt);
+        BOOST_TEST(h.is_alive());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(ignore_interrupt_ignores_sigint) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        h.ignore_interrupt(true);
+        BOOST_TEST(h.ignore_interrupt());
+        std::thread([] { ::kill(::getpid(), SIGINT); }).join();
+        BOOST_CHECK_NO_THROW(fibers::sleep(100ms)); // the signal arrives and is ignored
+        h.ignore_interrupt(false);
+        std::thread([] { ::kill(::getpid(), SIGINT); }).join();
+        BOOST_CHECK_THROW(fibers::sleep(30s), fibers::keyboard_interrupt);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(polling)
+
+BOOST_AUTO_TEST_CASE(fd_readiness_runs_callbacks_in_the_hub) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        int fds[2];
+        BOOST_TEST_REQUIRE(::pipe(fds) == 0);
+        fibers::switch_back<int, fibers::poll_events> ready(10s);
+        fibers::poll_handle handle = h.poll().add_callback(fds[0], fibers::poll_events::readable, ready);
+        BOOST_TEST_REQUIRE(::write(fds[1], "x", 1) == 1);
+        auto [fd, events] = ready.wait();
+        BOOST_TEST(fd == fds[0]);
+        BOOST_TEST((events == fibers::poll_events::readable));
+        h.poll().remove_callback(fds[0], handle);
+        char c;
+        BOOST_TEST(::read(fds[0], &c, 1) == 1); // not closed by the poller
+        ::close(fds[0]);
+        ::close(fds[1]);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,407 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#define BOOST_TEST_MODULE task
+#include <boost/test/unit_test.hpp>
+
+#include <fibers/hub.hpp>
+#include <fibers/task.hpp>
+
+#include "hub_support.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using fibers_test::captured_log;
+using fibers_test::on_new_thread;
+
+BOOST_AUTO_TEST_SUITE(lifecycle)
+
+BOOST_AUTO_TEST_CASE(runs_only_once_started) {
+    on_new_thread([] {
+        bool ran = false;
+        fibers::task t([&] { ran = true; });
+        BOOST_TEST(t.alive());
+        fibers::sleep(0s);
+        BOOST_TEST(!ran); // made, not started
+        t.start();
+        BOOST_TEST(!ran); // started in a coming loop iteration
+        t.join();
+        BOOST_TEST(ran);
+        BOOST_TEST(!t.alive());
+        BOOST_CHECK_THROW(t.start(), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(starting_twice_is_an_error) {
+    on_new_thread([] {
+        fibers::task t = fibers::spawn([] {});
+        BOOST_CHECK_THROW(t.start(), fibers::error);
+        t.join();
+        BOOST_CHECK_THROW(fibers::task().start(), fibers::error); // empty handle
+    });
+}
+
+BOOST_AUTO_TEST_CASE(names_count_per_hub) {
+    on_new_thread([] {
+        fibers::task a([] {});
+        fibers::task b([] {}, fibers::task_options{"worker"});
+        fibers::task c([] {});
+        BOOST_TEST(a.name() == "Fiber-1");
+        BOOST_TEST(b.name() == "worker");
+        BOOST_TEST(c.name() == "Fiber-3");
+        std::ostringstream printed;
+        printed << static_cast<fibers::fiber const&>(c);
+        BOOST_TEST(printed.str() == "Fiber-3");
+    });
+    on_new_thread([] { BOOST_TEST(fibers::task([] {}).name() == "Fiber-1"); }); // a new hub counts anew
+}
+
+BOOST_AUTO_TEST_CASE(a_task_is_a_child_of_its_hub) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        fibers::fiber seen;
+        fibers::task t = fibers::spawn([&] { seen = fibers::current_fiber(); });
+        t.join();
+        BOOST_TEST(t.parent() == h.as_fiber());
+        BOOST_TEST(seen == t);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_started_task_lives_without_handles) {
+    on_new_thread([] {
+        int steps = 0;
+        fibers::spawn([&] {
+            for (int i = 0; i < 3; ++i) {
+                ++steps;
+                fibers::sleep(1ms);
+            }
+        }); // the handle is dropped at once
+        fibers::sleep(50ms);
+        BOOST_TEST(steps == 3);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(thousand_tasks_spawned_and_joined) {
+    on_new_thread([] {
+        int done = 0;
+        std::vector<fibers::task> tasks;
+        for (int i = 0; i < 1000; ++i)
+            tasks.push_back(fibers::spawn([&] {
+                fibers::sleep(0s);
+                ++done;
+            }));
+        for (auto& t : tasks)
+            t.join();
+        BOOST_TEST(done == 1000);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(spawn_nested_thousand_deep) {
+    on_new_thread([] {
+        int deepest = 0;
+        std::function<void(int)> nest = [&](int depth) {
+            deepest = std::max(deepest, depth);
+            if (depth < 1000)
+                fibers::spawn([&nest, depth] { nest(depth + 1); }).join();
+        };
+        fibers::spawn([&] { nest(1); }).join();
+        BOOST_TEST(deepest == 1000);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(options_select_the_hub_and_stack) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        // A larger stack than the default holds a frame the default would not.
+        std::size_t big = 4 * fibers::arena_stack::default_size();
+        fibers::spawn(
+            [big] {
+                std::vector<char> unused(1);
+                volatile char frame[1024];
+                frame[0] = 1;
+                (void)frame;
+                (void)big;
+            },
+            fibers::task_options{"big", &h, big})
+            .join();
+        // Another thread's hub, alive while it is used here.
+        std::promise<fibers::hub*> made;
+        std::promise<void> checked;
+        std::thread owner([&] {
+            made.set_value(&fibers::get_hub());
+            checked.get_future().wait();
+        });
+        fibers::hub* other = made.get_future().get();
+        BOOST_CHECK_THROW(fibers::task([] {}, fibers::task_options{"", other, 0}), std::invalid_argument);
+        checked.set_value();
+        owner.join();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(switching)
+
+BOOST_AUTO_TEST_CASE(only_the_hub_may_switch_to_a_task) {
+    on_new_thread([] {
+        fibers::task t = fibers::spawn([] { fibers::sleep(1h); });
+        fibers::sleep(1ms);
+        BOOST_CHECK_THROW(t.switch_to(), fibers::error);
+        BOOST_CHECK_THROW(t.throw_to(std::make_exception_ptr(std::runtime_error("x"))), fibers::error);
+        fibers::fiber as_fiber = t;
+        BOOST_CHECK_THROW(as_fiber.switch_to(), fibers::error);
+        BOOST_CHECK_THROW(as_fiber.throw_to(std::runtime_error("x")), fibers::error);
+        bool from_task = false;
+        fibers::spawn([&] {
+            try {
+                fibers::fiber(t).switch_to();
+            } catch (fibers::error const&) {
+                from_task = true;
+            }
+        }).join();
+        BOOST_TEST(from_task);
+        t.cancel();
+        t.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(sleep_zero_alternates) {
+    on_new_thread([] {
+        std::string order;
+        auto body = [&](char c) {
+            return [&order, c] {
+                for (int i = 0; i < 3; ++i) {
+                    order += c;
+                    fibers::sleep(0s);
+                }
+            };
+        };
+        fibers::task a = fibers::spawn(body('a'));
+        fibers::task b = fibers::spawn(body('b'));
+        a.join();
+        b.join();
+        BOOST_TEST(order == "ababab");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(sleep_zero_lets_queued_work_run_first) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::vector<std::string> order;
+        h.run_callback([&] { order.push_back("callback"); });
+        fibers::task t = fibers::spawn([&] { order.push_back("task"); });
+        fibers::sleep(0s);
+        order.push_back("back");
+        BOOST_TEST(order == (std::vector<std::string>{"callback", "task", "back"}));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(sleepers_wake_in_deadline_order) {
+    on_new_thread([] {
+        std::vector<int> woke;
+        std::vector<fibers::task> tasks;
+        for (int ms : {30, 10, 20, 40, 5})
+            tasks.push_back(fibers::spawn([&woke, ms] {
+                fibers::sleep(std::chrono::milliseconds(ms));
+                woke.push_back(ms);
+            }));
+        for (auto& t : tasks)
+            t.join();
+        BOOST_TEST(woke == (std::vector<int>{5, 10, 20, 30, 40}));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(sleep_lasts_at_least_its_duration) {
+    on_new_thread([] {
+        auto start = std::chrono::steady_clock::now();
+        fibers::sleep(20ms);
+        BOOST_TEST((std::chrono::steady_clock::now() - start >= 20ms));
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(ending)
+
+BOOST_AUTO_TEST_CASE(cancel_raises_cancelled_where_it_waits) {
+    on_new_thread([] {
+        captured_log log;
+        std::string seen;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                fibers::sleep(1h);
+            } catch (fibers::cancelled const& e) {
+                seen = e.what();
+                throw;
+            }
+        });
+        fibers::sleep(1ms);
+        t.cancel("shutting down");
+        t.join();
+        BOOST_TEST(seen == "shutting down");
+        BOOST_TEST(!t.alive());
+        BOOST_TEST(log.size() == 0u); // a cancelled task ends quietly
+    });
+}
+
+BOOST_AUTO_TEST_CASE(cancel_default_message) {
+    on_new_thread([] {
+        std::string seen;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                fibers::sleep(1h);
+            } catch (fibers::cancelled const& e) {
+                seen = e.what();
+            }
+        });
+        fibers::sleep(1ms);
+        t.cancel();
+        t.join();
+        BOOST_TEST(seen == "cancelled by task::cancel()");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(cancel_before_the_first_run) {
+    on_new_thread([] {
+        bool body_ran = false, done = false;
+        fibers::task t([&] { body_ran = true; });
+        t.add_done_callback([&] { done = true; });
+        t.cancel();
+        t.join(); // the cancellation started it, and ended it before its target
+        BOOST_TEST(!body_ran);
+        BOOST_TEST(done);
+        BOOST_TEST(!t.alive());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(cancel_of_an_ended_task_does_nothing) {
+    on_new_thread([] {
+        fibers::task t = fibers::spawn([] {});
+        t.join();
+        t.cancel();
+        fibers::sleep(0s);
+        BOOST_TEST(!t.alive());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(cancel_from_another_thread) {
+    on_new_thread([] {
+        fibers::task t = fibers::spawn([] { fibers::sleep(1h); });
+        fibers::sleep(1ms);
+        std::thread([t]() mutable { t.cancel("from afar"); }).join();
+        t.join(10s);
+        BOOST_TEST(!t.alive());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(an_escaping_exception_is_logged_with_the_name) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::task t = fibers::spawn([] { throw std::runtime_error("went wrong"); }, fibers::task_options{"reader"});
+        t.join();
+        BOOST_TEST(log.contains("reader"));
+        BOOST_TEST(log.contains("went wrong"));
+        BOOST_TEST(fibers::get_hub().is_alive()); // it never reaches the hub
+        fibers::spawn([] {}).join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(many_joiners) {
+    on_new_thread([] {
+        fibers::task worker = fibers::spawn([] { fibers::sleep(5ms); });
+        int woken = 0;
+        std::vector<fibers::task> joiners;
+        for (int i = 0; i < 3; ++i)
+            joiners.push_back(fibers::spawn([&] {
+                worker.join();
+                ++woken;
+            }));
+        worker.join(); // the root too
+        for (auto& j : joiners)
+            j.join();
+        BOOST_TEST(woken == 3);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(join_with_timeout) {
+    on_new_thread([] {
+        fibers::task slow = fibers::spawn([] { fibers::sleep(1h); });
+        BOOST_CHECK_THROW(slow.join(10ms), fibers::timeout);
+        BOOST_TEST(slow.alive());
+        fibers::task quick = fibers::spawn([] { fibers::sleep(1ms); });
+        BOOST_CHECK_NO_THROW(quick.join(10s));
+        BOOST_TEST(!quick.alive());
+        slow.cancel();
+        slow.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(join_misuse) {
+    on_new_thread([] {
+        fibers::task self;
+        bool threw = false;
+        self = fibers::spawn([&] {
+            try {
+                self.join();
+            } catch (fibers::error const&) {
+                threw = true;
+            }
+        });
+        self.join();
+        BOOST_TEST(threw);
+
+        fibers::task waiting = fibers::spawn([] { fibers::sleep(1h); });
+        std::atomic<bool> foreign{false};
+        std::thread([&] {
+            try {
+                waiting.join();
+            } catch (fibers::error const&) {
+                foreign = true;
+            }
+        }).join();
+        BOOST_TEST(foreign.load());
+        waiting.cancel();
+        waiting.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(done_callbacks) {
+    on_new_thread([] {
+        std::vector<int> order;
+        fibers::task t([&] { order.push_back(0); });
+        t.add_done_callback([&] { order.push_back(1); });
+        std::size_t removed = t.add_done_callback([&] { order.push_back(99); });
+        t.add_done_callback([&] { order.push_back(2); });
+        t.remove_done_callback(removed);
+        t.start();
+        t.join();
+        BOOST_TEST(order == (std::vector<int>{0, 1, 2}));
+        t.add_done_callback([&] { order.push_back(3); }); // already ended: at once
+        BOOST_TEST(order.back() == 3);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_done_callback_is_logged) {
+    on_new_thread([] {
+        captured_log log;
+        bool next = false;
+        fibers::task t([] {});
+        t.add_done_callback([] { throw std::runtime_error("callback broke"); });
+        t.add_done_callback([&] { next = true; });
+        t.start();
+        t.join();
+        BOOST_TEST(log.contains("callback broke"));
+        BOOST_TEST(next);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
