@@ -9,6 +9,7 @@
 #include <fibers/errors.hpp>
 #include <fibers/fiber.hpp>
 #include <fibers/hub.hpp>
+#include <fibers/io.hpp>
 #include <fibers/local.hpp>
 #include <fibers/log.hpp>
 #include <fibers/poller.hpp>
@@ -16,5 +17,6 @@
 #include <fibers/switch_back.hpp>
 #include <fibers/switchpoint.hpp>
 #include <fibers/task.hpp>
+#include <fibers/yield.hpp>
 
 #endif // FIBERS_FIBERS_HPP

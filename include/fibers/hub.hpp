@@ -30,7 +30,7 @@ namespace detail {
 struct hub_access;
 struct hub_signals;
 class task_record;
-void yield(hub& h);
+void give_turn(hub& h);
 
 // The switches the hub dispatches: inline, so that the resumed fiber
 // continues in its caller's code (see thread_state.hpp). A first switch to
@@ -145,7 +145,7 @@ public:
 
 private:
     friend struct detail::hub_access;
-    friend void detail::yield(hub& h);
+    friend void detail::give_turn(hub& h);
     enum class hub_state : std::uint8_t { open, closing, closed };
 
     hub();

@@ -119,7 +119,7 @@ struct yield_entry final : ready_entry {
     }
 };
 
-FIBERS_ALWAYS_INLINE void yield(hub& h) {
+FIBERS_ALWAYS_INLINE void give_turn(hub& h) {
     yield_entry entry(current_thread_state->current);
     h.ready_.push_back(entry); // hub::switch_to checks the rest; the entry unlinks itself if it throws
     while (!entry.ran)
@@ -139,7 +139,7 @@ inline hub& this_thread_hub() {
 template <class Rep, class Period>
 void sleep(std::chrono::duration<Rep, Period> d) {
     if (d <= d.zero())
-        detail::yield(detail::this_thread_hub());
+        detail::give_turn(detail::this_thread_hub());
     else
         detail::sleep_for(std::chrono::ceil<std::chrono::nanoseconds>(d));
 }

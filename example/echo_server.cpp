@@ -1,0 +1,262 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+
+// An echo server written as plain sequential code: one task per connection
+// that reads and writes back, one task that accepts, and a root fiber that
+// waits for SIGINT or SIGTERM. See doc/example.md for a walk-through.
+//
+//   echo_server [--host 127.0.0.1] [--port 7000] [--threads 1]
+//               [--idle-timeout SECONDS] [--max-connections N] [--io direct|token]
+
+#include <fibers/hub.hpp>
+#include <fibers/io.hpp>
+#include <fibers/log.hpp>
+#include <fibers/switch_back.hpp>
+#include <fibers/task.hpp>
+#include <fibers/yield.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <future>
+#include <iostream>
+#include <list>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct config {
+    std::string host;
+    unsigned short port = 0;
+    unsigned threads = 1;
+    std::chrono::milliseconds idle_timeout{0}; // 0: none
+    std::size_t max_connections = 0;          // 0: no limit
+    bool direct_io = true;                     // the fast path, or the yield token on Asio's calls
+};
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// Out of descriptors or kernel memory: accepting again at once would fail
+// again, so the acceptor backs off instead of spinning.
+bool is_resource_exhaustion(boost::system::error_code const& ec) {
+    return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+           ec == asio::error::no_memory || ec.value() == ENFILE;
+}
+
+// One per thread: a hub, a listening socket, its connections.
+class server {
+public:
+    server(config const& cfg, tcp::endpoint const& where) : cfg_(cfg), acceptor_(fibers::get_hub().loop()) {
+        acceptor_.open(where.protocol());
+        acceptor_.set_option(tcp::acceptor::reuse_address(true));
+        if (cfg_.threads > 1)
+            acceptor_.set_option(reuse_port(true)); // the kernel spreads connections over the threads
+        acceptor_.bind(where);
+        acceptor_.listen(asio::socket_base::max_listen_connections);
+    }
+
+    unsigned short port() const { return acceptor_.local_endpoint().port(); }
+
+    // In the root fiber: serves until SIGINT or SIGTERM, then stops cleanly.
+    void run() {
+        fibers::hub& hub = fibers::get_hub();
+        fibers::task accepting = fibers::spawn([this] { accept_connections(); }, fibers::task_options{"acceptor"});
+        asio::signal_set terminate(hub.loop(), SIGTERM);
+        fibers::switch_back<boost::system::error_code, int> stop;
+        terminate.async_wait(stop);
+        try {
+            stop.wait();
+        } catch (fibers::keyboard_interrupt const&) {
+            // SIGINT: the hub throws it here, in the root
+        }
+        hub.ignore_interrupt(true); // a second Ctrl-C does not cut the stop short
+        // Stop accepting, then close every connection, then the hub.
+        accepting.cancel("stopping");
+        accepting.join();
+        acceptor_.close();
+        for (auto& connection : std::list<fibers::task>(connections_))
+            connection.cancel("stopping");
+        while (!connections_.empty())
+            fibers::task(connections_.front()).join();
+        hub.close();
+    }
+
+private:
+    void accept_connections() {
+        auto backoff = 10ms;
+        for (;;) {
+            if (cfg_.max_connections != 0 && connections_.size() >= cfg_.max_connections) {
+                wait_for_a_free_slot();
+                continue;
+            }
+            boost::system::error_code ec;
+            tcp::socket peer = cfg_.direct_io ? fibers::accept(acceptor_, fibers::yield[ec])
+                                              : acceptor_.async_accept(fibers::yield[ec]);
+            if (ec) {
+                if (is_resource_exhaustion(ec)) {
+                    fibers::log(fibers::log_level::warning,
+                                "accept: " + ec.message() + "; retrying in " + std::to_string(backoff.count()) + " ms");
+                    fibers::sleep(backoff);
+                    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+                }
+                continue; // e.g. a connection reset while queued: nothing to do
+            }
+            backoff = 10ms;
+            peer.set_option(tcp::no_delay(true));
+            start_connection(std::move(peer));
+        }
+    }
+
+    void wait_for_a_free_slot() {
+        fibers::switch_back<> slot;
+        slot_free_ = &slot;
+        struct forget {
+            server* s;
+            ~forget() { s->slot_free_ = nullptr; }
+        } when_done{this};
+        slot.wait();
+    }
+
+    void start_connection(tcp::socket peer) {
+        // The list holds the task while it runs; it removes itself at its end.
+        auto place = connections_.emplace(connections_.end());
+        *place = fibers::spawn([this, place, peer = std::move(peer)]() mutable {
+            serve(peer);
+            connections_.erase(place);
+            if (slot_free_ != nullptr)
+                std::exchange(slot_free_, nullptr)->switch_to();
+        });
+    }
+
+    void serve(tcp::socket& peer) {
+        char buffer[16 * 1024];
+        auto token = cfg_.idle_timeout.count() != 0 ? fibers::yield.after(cfg_.idle_timeout) : fibers::yield;
+        try {
+            for (;;) {
+                std::size_t n = cfg_.direct_io ? fibers::read_some(peer, asio::buffer(buffer), token)
+                                               : peer.async_read_some(asio::buffer(buffer), token);
+                if (cfg_.direct_io)
+                    fibers::write(peer, asio::buffer(buffer, n), token);
+                else
+                    asio::async_write(peer, asio::buffer(buffer, n), token);
+            }
+        } catch (boost::system::system_error const& e) {
+            // The peer finished sending (everything was echoed: say so), reset
+            // the connection, or went away.
+            if (e.code() == asio::error::eof) {
+                boost::system::error_code ignored;
+                peer.shutdown(tcp::socket::shutdown_send, ignored);
+            }
+        } catch (fibers::timeout const&) {
+            // idle for too long
+        }
+        boost::system::error_code ignored;
+        peer.close(ignored);
+    }
+
+    config const& cfg_;
+    tcp::acceptor acceptor_;
+    std::list<fibers::task> connections_;
+    fibers::switch_back<>* slot_free_ = nullptr; // the acceptor, waiting for a connection to end
+};
+
+std::optional<config> parse(int argc, char** argv) {
+    namespace po = boost::program_options;
+    config cfg;
+    double idle_seconds = 0;
+    std::string io;
+    po::options_description options("echo_server options");
+    options.add_options()("help", "this text")(
+        "host", po::value(&cfg.host)->default_value("127.0.0.1"), "address to listen on")(
+        "port", po::value(&cfg.port)->default_value(7000), "port to listen on (0: any free port)")(
+        "threads", po::value(&cfg.threads)->default_value(1), "threads, each with its own hub and listening socket")(
+        "idle-timeout", po::value(&idle_seconds)->default_value(0), "seconds a connection may stay idle (0: no limit)")(
+        "max-connections", po::value(&cfg.max_connections)->default_value(0),
+        "connections served at once, per thread (0: no limit)")(
+        "io", po::value(&io)->default_value("direct"),
+        "direct: non-blocking calls first (fibers::read_some); token: Asio's async calls with fibers::yield");
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    po::notify(vm);
+    if (vm.count("help")) {
+        std::cout << options << '\n';
+        return std::nullopt;
+    }
+    if (cfg.threads == 0)
+        throw std::invalid_argument("--threads must be at least 1");
+    if (io != "direct" && io != "token")
+        throw std::invalid_argument("--io is direct or token");
+    cfg.direct_io = io == "direct";
+    cfg.idle_timeout = std::chrono::milliseconds(static_cast<long long>(idle_seconds * 1000));
+    return cfg;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::optional<config> cfg;
+    try {
+        cfg = parse(argc, argv);
+        if (!cfg)
+            return 0;
+    } catch (std::exception const& e) {
+        std::cerr << "echo_server: " << e.what() << " (see --help)\n";
+        return 2;
+    }
+    try {
+        // The first server binds (perhaps to port 0); the others share its port.
+        tcp::endpoint where(asio::ip::make_address(cfg->host), cfg->port);
+        server first(*cfg, where);
+        where.port(first.port());
+
+        std::vector<std::thread> others;
+        std::vector<std::exception_ptr> failures(cfg->threads);
+        std::vector<std::promise<void>> listening(cfg->threads);
+        for (unsigned i = 1; i < cfg->threads; ++i)
+            others.emplace_back([&, i] {
+                try {
+                    server s(*cfg, where);
+                    listening[i].set_value();
+                    s.run();
+                } catch (...) {
+                    failures[i] = std::current_exception();
+                    try {
+                        listening[i].set_value();
+                    } catch (std::future_error const&) {
+                    }
+                }
+            });
+        for (unsigned i = 1; i < cfg->threads; ++i)
+            listening[i].get_future().wait();
+        std::cout << "listening on " << cfg->host << ':' << where.port() << std::endl;
+        try {
+            first.run();
+        } catch (...) {
+            failures[0] = std::current_exception();
+        }
+        for (auto& t : others)
+            t.join();
+        for (auto& failure : failures)
+            if (failure)
+                std::rethrow_exception(failure);
+        return 0;
+    } catch (std::exception const& e) {
+        std::cerr << "echo_server: " << e.what() << '\n';
+        return 1;
+    }
+}

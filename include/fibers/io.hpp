@@ -1,0 +1,168 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_IO_HPP
+#define FIBERS_IO_HPP
+
+// Socket reads, writes and accepts for fibers, on the fast path: the
+// non-blocking call first, and a wait for readiness only when it would
+// block, as Go and Photon do.
+//
+// With the yield token, `sock.async_read_some(buf, fibers::yield)` always
+// goes through Asio's reactor: even when data is already there, Asio posts
+// the completion to its scheduler, and the fiber has to let the hub run it.
+// `fibers::read_some(sock, buf)` reads it with one system call and no
+// switch; only on would_block does it wait, for readiness (an async_wait,
+// which involves no buffer, so cancelling it is always safe).
+//
+// Works with Asio's stream and datagram sockets and acceptors (anything
+// with non_blocking(), the synchronous call with an error_code, and
+// async_wait). The socket is put in non-blocking mode. The token's error
+// handling and deadline apply as with the yield token; a deadline covers
+// the whole call.
+
+#include <fibers/switchpoint.hpp>
+#include <fibers/yield.hpp>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/socket_base.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <vector>
+
+namespace fibers {
+
+namespace detail {
+
+// Reports `ec` as the token wants: stored in its error_code, or thrown.
+inline void report(boost::system::error_code const& ec, yield_t const& token) {
+    if (boost::system::error_code* sink = token.error_sink())
+        *sink = ec;
+    else if (ec)
+        throw boost::system::system_error(ec);
+}
+
+// One non-blocking attempt, then readiness waits, until `attempt` gives
+// something else than would_block. A wait that fails reports its error.
+template <class Socket, class Attempt>
+auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t const& token, Attempt attempt) {
+    switchpoint();
+    if (!s.non_blocking())
+        s.non_blocking(true);
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (auto timeout = token.timeout())
+        deadline = std::chrono::steady_clock::now() + *timeout;
+    for (;;) {
+        boost::system::error_code ec;
+        auto result = attempt(ec);
+        if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) {
+            report(ec, token);
+            return result;
+        }
+        boost::system::error_code wait_error;
+        if (deadline) {
+            auto left = *deadline - std::chrono::steady_clock::now();
+            if (left <= left.zero())
+                throw_timeout();
+            s.async_wait(what, yield[wait_error].after(left));
+        } else {
+            s.async_wait(what, yield[wait_error]);
+        }
+        if (wait_error) {
+            report(wait_error, token);
+            return decltype(result){};
+        }
+    }
+}
+
+// Moves the front of `rest` past `n` bytes.
+template <class Buffer>
+void consume(std::vector<Buffer>& rest, std::size_t n) {
+    auto it = rest.begin();
+    while (n > 0 && it != rest.end()) {
+        std::size_t const step = std::min(n, it->size());
+        *it += step;
+        n -= step;
+        if (it->size() == 0)
+            ++it;
+    }
+    rest.erase(rest.begin(), it);
+}
+
+// Calls `some(rest, token[ec])` until `buffers` are all transferred or it
+// fails; returns the bytes transferred.
+template <class Buffer, class BufferSequence, class Some>
+std::size_t transfer_all(BufferSequence const& buffers, yield_t const& token, Some some) {
+    std::vector<Buffer> rest(boost::asio::buffer_sequence_begin(buffers), boost::asio::buffer_sequence_end(buffers));
+    std::size_t const total = boost::asio::buffer_size(buffers);
+    std::size_t done = 0;
+    boost::system::error_code ec;
+    while (done < total && !ec) {
+        std::size_t n = some(rest, token[ec]);
+        done += n;
+        consume(rest, n);
+    }
+    report(ec, token);
+    return done;
+}
+
+} // namespace detail
+
+/// Reads at least one byte into `buffers` (0 for empty buffers), waiting
+/// only if nothing is there yet. End of stream: boost::asio::error::eof.
+template <class Socket, class MutableBufferSequence>
+std::size_t read_some(Socket& s, MutableBufferSequence const& buffers, yield_t token = yield) {
+    return detail::attempt_until_done(s, Socket::wait_read, token, [&](boost::system::error_code& ec) {
+        return s.read_some(buffers, ec);
+    });
+}
+
+/// Writes at least one byte of `buffers`, waiting only while the socket's
+/// send buffer is full.
+template <class Socket, class ConstBufferSequence>
+std::size_t write_some(Socket& s, ConstBufferSequence const& buffers, yield_t token = yield) {
+    return detail::attempt_until_done(s, Socket::wait_write, token, [&](boost::system::error_code& ec) {
+        return s.write_some(buffers, ec);
+    });
+}
+
+/// Reads until `buffers` are full; returns the bytes read (fewer only
+/// when an error is stored in the token's error_code).
+template <class Socket, class MutableBufferSequence>
+std::size_t read(Socket& s, MutableBufferSequence const& buffers, yield_t token = yield) {
+    return detail::transfer_all<boost::asio::mutable_buffer>(
+        buffers, token, [&s](auto const& rest, yield_t t) { return read_some(s, rest, t); });
+}
+
+/// Writes all of `buffers`; returns the bytes written (fewer only when an
+/// error is stored in the token's error_code).
+template <class Socket, class ConstBufferSequence>
+std::size_t write(Socket& s, ConstBufferSequence const& buffers, yield_t token = yield) {
+    return detail::transfer_all<boost::asio::const_buffer>(
+        buffers, token, [&s](auto const& rest, yield_t t) { return write_some(s, rest, t); });
+}
+
+/// Accepts a connection, waiting only if none is pending. With an
+/// error_code in the token, a failed accept returns a closed socket.
+template <class Acceptor>
+typename Acceptor::protocol_type::socket accept(Acceptor& a, yield_t token = yield) {
+    using socket_type = typename Acceptor::protocol_type::socket;
+    std::optional<socket_type> accepted;
+    detail::attempt_until_done(a, Acceptor::wait_read, token, [&](boost::system::error_code& ec) {
+        accepted.emplace(a.accept(ec));
+        return 0;
+    });
+    if (!accepted)
+        return socket_type(a.get_executor());
+    return std::move(*accepted);
+}
+
+} // namespace fibers
+
+#endif // FIBERS_IO_HPP

@@ -1,0 +1,146 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "hub_internals.hpp"
+
+#include <fibers/task.hpp>
+#include <fibers/yield.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace fibers::detail {
+
+namespace {
+
+// A reference held by the deadline's timer handler, released whether the
+// handler runs or is destroyed with its io_context.
+class core_reference {
+public:
+    explicit core_reference(yield_core* core) noexcept : core_(core) {}
+    core_reference(core_reference&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    core_reference(core_reference const&) = delete;
+    ~core_reference() {
+        if (core_ != nullptr)
+            core_->release();
+    }
+    yield_core* operator->() const noexcept { return core_; }
+
+private:
+    yield_core* core_;
+};
+
+} // namespace
+
+class yield_core_access {
+public:
+    static void add_reference(yield_core& c) noexcept { c.references_.fetch_add(1, std::memory_order_relaxed); }
+    static void deadline_passed(yield_core& c) noexcept {
+        if (c.done_.load(std::memory_order_acquire))
+            return;
+        c.timed_out_ = true;
+        c.request_cancel();
+    }
+};
+
+hub& hub_to_wait_on() {
+    hub& h = this_thread_hub();
+    hub_access::check_may_wait(h);
+    return h;
+}
+
+void throw_timeout() { throw timeout("fibers: the operation timed out"); }
+
+yield_core::yield_core(hub& h, boost::asio::any_io_executor io_executor)
+    : hub_(&h), waiting_(fiber::current()), io_executor_(std::move(io_executor)) {
+    entry_.core = this;
+    entry_.take = &take_entry;
+    entry_.discard = [](ready_entry& e) noexcept { static_cast<queued_entry&>(e).core->release(); };
+}
+
+yield_core::~yield_core() = default;
+
+void yield_core::release() noexcept {
+    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+        delete this;
+}
+
+void yield_core::complete() noexcept {
+    done_.store(true, std::memory_order_release);
+    if (!waiter_gone_.load(std::memory_order_acquire)) {
+        // The queue's reference replaces the handler's.
+        if (hub_access::push_from_anywhere(*hub_, entry_))
+            return;
+    }
+    release();
+}
+
+resumption yield_core::take_entry(ready_entry& e) {
+    yield_core* self = static_cast<queued_entry&>(e).core;
+    // While the fiber waits it holds its own reference: the core outlives
+    // the resumption.
+    fiber_record* target = self->waiter_gone_.load(std::memory_order_acquire)
+                               ? nullptr
+                               : fiber_access::record(self->waiting_);
+    self->release(); // the queue's
+    return {target};
+}
+
+void yield_core::request_cancel() noexcept {
+    if (std::exchange(cancel_requested_, true))
+        return;
+    // A cancellation signal is emitted where its operation runs.
+    if (io_executor_ == hub_->loop().get_executor()) {
+        signal_.emit(boost::asio::cancellation_type::terminal);
+        return;
+    }
+    yield_core_access::add_reference(*this);
+    try {
+        boost::asio::post(io_executor_, [self = core_reference(this)] {
+            self->signal_.emit(boost::asio::cancellation_type::terminal);
+        });
+    } catch (...) {
+        // The operation's executor is gone; so is the operation.
+    }
+}
+
+void yield_core::wait(std::optional<std::chrono::nanoseconds> timeout) {
+    hub& h = *hub_;
+    std::optional<boost::asio::steady_timer> deadline;
+    if (timeout) {
+        deadline.emplace(h.loop(), *timeout);
+        yield_core_access::add_reference(*this);
+        deadline->async_wait([self = core_reference(this)](boost::system::error_code const& ec) {
+            if (!ec)
+                yield_core_access::deadline_passed(*self.operator->());
+        });
+    }
+    // Asked to stop meanwhile (task::cancel, keyboard_interrupt), the fiber
+    // cancels the operation and still waits for its handler: the operation
+    // may write into the fiber's buffers until then. The first such
+    // exception is rethrown afterwards.
+    std::exception_ptr interruption;
+    while (!done_.load(std::memory_order_acquire)) {
+        if (!h.is_alive()) {
+            waiter_gone_.store(true, std::memory_order_release);
+            request_cancel();
+            throw error("fibers: the hub ended while an operation was pending");
+        }
+        try {
+            h.switch_to();
+        } catch (forced_unwind const&) {
+            // No switching while being unwound: the operation is abandoned.
+            waiter_gone_.store(true, std::memory_order_release);
+            request_cancel();
+            throw;
+        } catch (...) {
+            if (!interruption)
+                interruption = std::current_exception();
+            request_cancel();
+        }
+    }
+    if (interruption)
+        std::rethrow_exception(interruption);
+}
+
+} // namespace fibers::detail

@@ -1,0 +1,231 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#define BOOST_TEST_MODULE io
+#include <boost/test/unit_test.hpp>
+
+#include <fibers/io.hpp>
+#include <fibers/switchpoint.hpp>
+#include <fibers/task.hpp>
+
+#include "hub_support.hpp"
+#include "socket_support.hpp"
+
+#include <boost/asio/write.hpp>
+
+#include <array>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using fibers_test::connected_pair;
+using fibers_test::on_new_thread;
+using fibers_test::tcp;
+
+namespace {
+
+// Counts the turns of a task that yields forever: if it did not move, the
+// calling fiber did not switch.
+struct turn_counter {
+    long turns = 0;
+    fibers::task ticker = fibers::spawn([this] {
+        for (;;) {
+            ++turns;
+            fibers::sleep(0s);
+        }
+    });
+    ~turn_counter() {
+        ticker.cancel();
+        ticker.join();
+    }
+};
+
+void wait_until_readable(tcp::socket& s, std::size_t bytes) {
+    for (int i = 0; i < 1000 && s.available() < bytes; ++i)
+        std::this_thread::sleep_for(1ms);
+}
+
+std::vector<char> pattern(std::size_t size, unsigned seed) {
+    std::vector<char> v(size);
+    for (std::size_t i = 0; i < size; ++i)
+        v[i] = static_cast<char>((i * 131 + seed) & 0xff);
+    return v;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(fast_path)
+
+BOOST_AUTO_TEST_CASE(available_data_is_read_without_a_switch) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        turn_counter counter;
+        fibers::sleep(0s); // the ticker is running now
+        asio::write(client, asio::buffer("ready", 5));
+        wait_until_readable(server, 5);
+        long const before = counter.turns;
+        char buffer[16];
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer));
+        BOOST_TEST(std::string(buffer, n) == "ready");
+        BOOST_TEST(counter.turns == before);
+        fibers::write(server, asio::buffer("back", 4)); // room to write: no switch either
+        BOOST_TEST(counter.turns == before);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_pending_connection_is_accepted_without_a_switch) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+        tcp::socket dialer(io);
+        dialer.connect(acceptor.local_endpoint());
+        turn_counter counter;
+        fibers::sleep(0s);
+        long const before = counter.turns;
+        tcp::socket accepted = fibers::accept(acceptor);
+        BOOST_TEST(accepted.is_open());
+        BOOST_TEST(counter.turns == before);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(waits_when_nothing_is_there) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        auto [client, server] = connected_pair(io);
+        tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+        fibers::spawn([&client = client, &acceptor] {
+            fibers::sleep(5ms);
+            asio::write(client, asio::buffer("later", 5));
+            tcp::socket dialer(acceptor.get_executor());
+            dialer.connect(acceptor.local_endpoint());
+            fibers::sleep(20ms);
+        });
+        char buffer[16];
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer));
+        BOOST_TEST(std::string(buffer, n) == "later");
+        BOOST_TEST(fibers::accept(acceptor).is_open());
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(transfers)
+
+BOOST_AUTO_TEST_CASE(big_write_and_exact_read_both_ways_at_once) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        auto const out = pattern(8 << 20, 7), back = pattern(8 << 20, 11);
+        std::vector<char> got_out(out.size()), got_back(back.size());
+        // Each side writes 8 MiB while the other reads: neither fits in the
+        // socket buffers, so every write waits for the peer's reads.
+        fibers::task a = fibers::spawn([&, &c = client] { fibers::write(c, asio::buffer(out)); });
+        fibers::task b = fibers::spawn([&, &s = server] { fibers::write(s, asio::buffer(back)); });
+        fibers::task c = fibers::spawn([&, &s = server] { fibers::read(s, asio::buffer(got_out)); });
+        fibers::task d = fibers::spawn([&, &cl = client] { fibers::read(cl, asio::buffer(got_back)); });
+        for (auto* t : {&a, &b, &c, &d})
+            t->join(30s);
+        BOOST_TEST((got_out == out));
+        BOOST_TEST((got_back == back));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(buffer_sequences) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        std::string a = "first,", b = "second,", c = "third";
+        std::array<asio::const_buffer, 3> out{asio::buffer(a), asio::buffer(b), asio::buffer(c)};
+        BOOST_TEST(fibers::write(client, out) == a.size() + b.size() + c.size());
+        char x[4], y[10], z[4];
+        std::array<asio::mutable_buffer, 3> in{asio::buffer(x), asio::buffer(y), asio::buffer(z)};
+        BOOST_TEST(fibers::read(server, in) == 18u);
+        BOOST_TEST(std::string(x, 4) + std::string(y, 10) + std::string(z, 4) == "first,second,third");
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(errors)
+
+BOOST_AUTO_TEST_CASE(end_of_stream) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        client.shutdown(tcp::socket::shutdown_send);
+        char buffer[4];
+        BOOST_CHECK_EXCEPTION(fibers::read_some(server, asio::buffer(buffer)), boost::system::system_error,
+                              [](auto const& e) { return e.code() == asio::error::eof; });
+        boost::system::error_code ec;
+        BOOST_TEST(fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec]) == 0u);
+        BOOST_TEST((ec == asio::error::eof));
+        // A short read: the bytes that came, and the error.
+        auto [c2, s2] = connected_pair(fibers::get_hub().loop());
+        asio::write(c2, asio::buffer("ab", 2));
+        c2.shutdown(tcp::socket::shutdown_send);
+        char four[4];
+        BOOST_TEST(fibers::read(s2, asio::buffer(four), fibers::yield[ec]) == 2u);
+        BOOST_TEST((ec == asio::error::eof));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(reset_by_the_peer) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        fibers::spawn([&client = client] {
+            fibers::sleep(5ms);
+            fibers_test::reset(client);
+        });
+        char buffer[4];
+        boost::system::error_code ec;
+        fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec]);
+        BOOST_TEST((ec == asio::error::connection_reset));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(deadlines_cover_the_whole_call) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        char buffer[4];
+        BOOST_CHECK_THROW(fibers::read_some(server, asio::buffer(buffer), fibers::yield.after(20ms)),
+                          fibers::timeout);
+        // A write that can never finish: the peer does not read.
+        std::vector<char> big(64 << 20);
+        auto start = std::chrono::steady_clock::now();
+        BOOST_CHECK_THROW(fibers::write(client, asio::buffer(big), fibers::yield.after(50ms)), fibers::timeout);
+        BOOST_TEST((std::chrono::steady_clock::now() - start < 5s));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(cancelling_a_reader_loses_nothing) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        fibers::task reader = fibers::spawn([&server = server] {
+            char buffer[16];
+            fibers::read_some(server, asio::buffer(buffer));
+        });
+        fibers::sleep(5ms);
+        reader.cancel();
+        reader.join(5s);
+        asio::write(client, asio::buffer("kept", 4));
+        char buffer[16];
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer), fibers::yield.after(5s));
+        BOOST_TEST(std::string(buffer, n) == "kept");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_switchpoint_even_with_data_there) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        asio::write(client, asio::buffer("x", 1));
+        wait_until_readable(server, 1);
+        char buffer[4];
+        {
+            fibers::assert_no_switchpoints guard;
+            BOOST_CHECK_THROW(fibers::read_some(server, asio::buffer(buffer)), fibers::switchpoint_violation);
+        }
+        BOOST_TEST(server.available() == 1u); // nothing was read
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,353 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#define BOOST_TEST_MODULE yield
+#include <boost/test/unit_test.hpp>
+
+#include <fibers/switchpoint.hpp>
+#include <fibers/task.hpp>
+#include <fibers/yield.hpp>
+
+#include "hub_support.hpp"
+#include "socket_support.hpp"
+
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using fibers_test::connected_pair;
+using fibers_test::on_new_thread;
+using fibers_test::tcp;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// What a fill operation did.
+struct fill_probe {
+    bool started = false;
+    bool cancel_seen = false;
+    bool wrote = false;
+    bool completed = false;
+};
+
+// A custom Asio operation: after `delay` it writes `byte` into `*target` and
+// completes. With `honour_cancel`, a per-operation cancellation stops it
+// early, completing with operation_aborted and writing nothing.
+template <class Token>
+auto async_fill(asio::io_context& io, char* target, char byte, std::chrono::milliseconds delay, bool honour_cancel,
+                fill_probe& probe, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        [&io, target, byte, delay, honour_cancel, &probe](auto handler) {
+            probe.started = true;
+            auto timer = std::make_shared<asio::steady_timer>(io, delay);
+            auto slot = asio::get_associated_cancellation_slot(handler);
+            if (honour_cancel && slot.is_connected())
+                slot.assign([timer, &probe](asio::cancellation_type) {
+                    probe.cancel_seen = true;
+                    timer->cancel();
+                });
+            timer->async_wait([timer, target, byte, &probe, h = std::move(handler)](boost::system::error_code ec) mutable {
+                auto slot = asio::get_associated_cancellation_slot(h);
+                if (slot.is_connected())
+                    slot.clear();
+                if (!ec) {
+                    *target = byte;
+                    probe.wrote = true;
+                }
+                probe.completed = true;
+                std::move(h)(ec);
+            });
+        },
+        token);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(completion)
+
+BOOST_AUTO_TEST_CASE(timer_wait) {
+    on_new_thread([] {
+        asio::steady_timer timer(fibers::get_hub().loop(), 20ms);
+        auto start = clock_type::now();
+        timer.async_wait(fibers::yield);
+        BOOST_TEST((clock_type::now() - start >= 20ms));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(values_are_returned) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        auto [client, server] = connected_pair(io);
+        BOOST_TEST(client.async_write_some(asio::buffer("hello", 5), fibers::yield) == 5u);
+        char got[5];
+        BOOST_TEST(asio::async_read(server, asio::buffer(got), fibers::yield) == 5u);
+        BOOST_TEST(std::string(got, 5) == "hello");
+        // A completion with a value besides the error: accept's socket.
+        tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+        tcp::socket dialer(io);
+        dialer.async_connect(acceptor.local_endpoint(), fibers::yield);
+        tcp::socket accepted = acceptor.async_accept(fibers::yield);
+        BOOST_TEST(accepted.is_open());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(errors_throw_or_are_stored) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        // A port that refuses: a listener's port, closed again.
+        tcp::endpoint refused;
+        {
+            tcp::acceptor a(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+            refused = a.local_endpoint();
+        }
+        tcp::socket s(io);
+        BOOST_CHECK_EXCEPTION(s.async_connect(refused, fibers::yield), boost::system::system_error,
+                              [](boost::system::system_error const& e) {
+                                  return e.code() == asio::error::connection_refused;
+                              });
+        boost::system::error_code ec;
+        tcp::socket t(io);
+        t.async_connect(refused, fibers::yield[ec]);
+        BOOST_TEST((ec == asio::error::connection_refused));
+        // Success clears it.
+        asio::steady_timer timer(io, 1ms);
+        timer.async_wait(fibers::yield[ec]);
+        BOOST_TEST(!ec);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(root_tasks_and_plain_fibers_all_wait) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        int woke = 0;
+        auto wait_a_bit = [&] {
+            asio::steady_timer timer(io, 1ms);
+            timer.async_wait(fibers::yield);
+            ++woke;
+        };
+        wait_a_bit(); // the root
+        fibers::spawn(wait_a_bit).join();
+        fibers::fiber plain(wait_a_bit); // not a task: the hub resumes it too
+        plain.switch_to();
+        while (plain.is_alive())
+            fibers::sleep(1ms);
+        BOOST_TEST(woke == 3);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(many_at_once) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        int done = 0;
+        std::vector<fibers::task> tasks;
+        for (int i = 0; i < 200; ++i)
+            tasks.push_back(fibers::spawn([&io, &done, i] {
+                asio::steady_timer timer(io, std::chrono::milliseconds(i % 10));
+                timer.async_wait(fibers::yield);
+                ++done;
+            }));
+        for (auto& t : tasks)
+            t.join();
+        BOOST_TEST(done == 200);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(completion_on_another_threads_io_context) {
+    on_new_thread([] {
+        asio::io_context other;
+        auto work = asio::make_work_guard(other);
+        std::thread runner([&] { other.run(); });
+        auto [client, server] = connected_pair(other);
+        std::thread([&] {
+            std::this_thread::sleep_for(10ms);
+            asio::write(client, asio::buffer("far", 3));
+        }).join();
+        char got[3];
+        BOOST_TEST(asio::async_read(server, asio::buffer(got), fibers::yield) == 3u); // completes over there
+        BOOST_TEST(std::string(got, 3) == "far");
+        // A deadline there: the cancellation is emitted on that thread.
+        BOOST_CHECK_THROW(server.async_read_some(asio::buffer(got), fibers::yield.after(20ms)), fibers::timeout);
+        client.close();
+        server.close();
+        work.reset();
+        runner.join();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(deadlines)
+
+BOOST_AUTO_TEST_CASE(a_deadline_throws_timeout) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        char buffer[8];
+        auto start = clock_type::now();
+        BOOST_CHECK_THROW(server.async_read_some(asio::buffer(buffer), fibers::yield.after(30ms)), fibers::timeout);
+        BOOST_TEST((clock_type::now() - start >= 30ms));
+        boost::system::error_code ec; // the deadline throws even with an error_code
+        BOOST_CHECK_THROW(server.async_read_some(asio::buffer(buffer), fibers::yield[ec].after(10ms)), fibers::timeout);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_cancelled_read_is_really_gone) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        char buffer[16] = {};
+        BOOST_CHECK_THROW(server.async_read_some(asio::buffer(buffer), fibers::yield.after(10ms)), fibers::timeout);
+        asio::write(client, asio::buffer("after", 5));
+        std::size_t n = server.async_read_some(asio::buffer(buffer), fibers::yield.after(5s));
+        BOOST_TEST(std::string(buffer, n) == "after"); // nothing was taken by the cancelled read
+    });
+}
+
+BOOST_AUTO_TEST_CASE(done_before_the_deadline) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        auto [client, server] = connected_pair(io);
+        fibers::spawn([&client = client] {
+            fibers::sleep(5ms);
+            asio::write(client, asio::buffer("in time", 7));
+        });
+        char buffer[16];
+        std::size_t n = server.async_read_some(asio::buffer(buffer), fibers::yield.after(10s));
+        BOOST_TEST(std::string(buffer, n) == "in time");
+        fibers::sleep(20ms); // nothing fires later
+        asio::steady_timer timer(io, 1ms);
+        BOOST_CHECK_NO_THROW(timer.async_wait(fibers::yield.after(1s)));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(the_fiber_resumes_only_after_the_handler_ran) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        char target = '-';
+        fill_probe probe;
+        BOOST_CHECK_THROW(async_fill(io, &target, 'X', 1000ms, true, probe, fibers::yield.after(10ms)),
+                          fibers::timeout);
+        BOOST_TEST(probe.cancel_seen);
+        BOOST_TEST(probe.completed); // its handler had run when the fiber went on
+        BOOST_TEST(!probe.wrote);
+        BOOST_TEST(target == '-');
+    });
+}
+
+BOOST_AUTO_TEST_CASE(an_operation_that_ignores_cancellation_is_waited_for) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        char target = '-';
+        fill_probe probe;
+        auto start = clock_type::now();
+        // Past the deadline, but completed successfully: its result stands.
+        BOOST_CHECK_NO_THROW(async_fill(io, &target, 'X', 50ms, false, probe, fibers::yield.after(5ms)));
+        BOOST_TEST((clock_type::now() - start >= 50ms));
+        BOOST_TEST(probe.wrote);
+        BOOST_TEST(target == 'X');
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(cancellation)
+
+BOOST_AUTO_TEST_CASE(task_cancel_cancels_the_operation) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        char target = '-';
+        fill_probe probe;
+        bool cancelled = false;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                async_fill(io, &target, 'X', 10000ms, true, probe, fibers::yield);
+            } catch (fibers::cancelled const&) {
+                cancelled = probe.completed; // the handler ran before this
+                throw;
+            }
+        });
+        fibers::sleep(5ms);
+        t.cancel();
+        t.join(5s);
+        BOOST_TEST(cancelled);
+        BOOST_TEST(probe.cancel_seen);
+        BOOST_TEST(target == '-');
+    });
+}
+
+BOOST_AUTO_TEST_CASE(task_cancel_during_a_socket_read_loses_nothing) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        auto [client, server] = connected_pair(io);
+        fibers::task reader = fibers::spawn([&server = server] {
+            char buffer[16];
+            server.async_read_some(asio::buffer(buffer), fibers::yield);
+        });
+        fibers::sleep(5ms);
+        reader.cancel();
+        reader.join(5s);
+        BOOST_TEST(!reader.alive());
+        asio::write(client, asio::buffer("kept", 4));
+        char buffer[16];
+        std::size_t n = server.async_read_some(asio::buffer(buffer), fibers::yield.after(5s));
+        BOOST_TEST(std::string(buffer, n) == "kept");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(keyboard_interrupt_cancels_and_is_rethrown) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        char target = '-';
+        fill_probe probe;
+        std::thread([] {
+            std::this_thread::sleep_for(10ms);
+            ::kill(::getpid(), SIGINT);
+        }).detach();
+        BOOST_CHECK_THROW(async_fill(io, &target, 'X', 10000ms, true, probe, fibers::yield),
+                          fibers::keyboard_interrupt);
+        BOOST_TEST(probe.completed);
+        BOOST_TEST(target == '-');
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(misuse)
+
+BOOST_AUTO_TEST_CASE(inside_assert_no_switchpoints_nothing_starts) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        char target = '-';
+        fill_probe probe;
+        {
+            fibers::assert_no_switchpoints guard;
+            BOOST_CHECK_THROW(async_fill(io, &target, 'X', 1ms, true, probe, fibers::yield),
+                              fibers::switchpoint_violation);
+        }
+        BOOST_TEST(!probe.started);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(on_a_closed_hub) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        asio::steady_timer timer(h.loop(), 1ms);
+        h.close();
+        BOOST_CHECK_THROW(timer.async_wait(fibers::yield), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
