@@ -195,16 +195,6 @@ std::string name_of(fiber_record const* record) {
     return std::string(buffer, n);
 }
 
-std::string describe_exception(std::exception_ptr const& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (std::exception const& x) {
-        return x.what();
-    } catch (...) {
-        return "an exception not derived from std::exception";
-    }
-}
-
 [[noreturn]] FIBERS_COLD void reject_switch(thread_state const& ts, fiber_record const* target) {
     if (ts.no_switch_depth != 0)
         throw switchpoint_violation("fibers: switch inside assert_no_switchpoints");
@@ -331,6 +321,24 @@ std::size_t fiber_record::describe(char* buffer, std::size_t capacity) const noe
 }
 
 thread_state& this_thread_state() { return state(); }
+
+std::string describe_exception(std::exception_ptr const& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (std::exception const& x) {
+        return x.what();
+    } catch (...) {
+        return "an exception not derived from std::exception";
+    }
+}
+
+void log_current_exception(char const* where) noexcept {
+    try {
+        log(log_level::error, std::string(where) + ": " + describe_exception(std::current_exception()));
+    } catch (...) {
+        log(log_level::error, where);
+    }
+}
 
 void fatal(char const* message) noexcept {
     char const prefix[] = "fibers: fatal: ";
@@ -490,23 +498,11 @@ void thread_state::drain_orphans() noexcept {
         release_here(record);
 }
 
-void thread_state::link_live(fiber_record* record) noexcept {
-    record->older_live = newest_live;
-    record->newer_live = nullptr;
-    if (newest_live != nullptr)
-        newest_live->newer_live = record;
-    newest_live = record;
-}
+using live_list = newest_first_list<fiber_record, &fiber_record::newer_live, &fiber_record::older_live>;
 
-void thread_state::unlink_live(fiber_record* record) noexcept {
-    if (record->newer_live != nullptr)
-        record->newer_live->older_live = record->older_live;
-    else
-        newest_live = record->older_live;
-    if (record->older_live != nullptr)
-        record->older_live->newer_live = record->newer_live;
-    record->newer_live = record->older_live = nullptr;
-}
+void thread_state::link_live(fiber_record* record) noexcept { live_list::link(newest_live, record); }
+
+void thread_state::unlink_live(fiber_record* record) noexcept { live_list::unlink(newest_live, record); }
 
 void attach_new_fiber(fiber_record* record, fiber_record* parent) {
     std::unique_ptr<fiber_record> owned(record);

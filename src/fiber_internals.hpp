@@ -12,6 +12,9 @@
 #include <fibers/detail/thread_state.hpp>
 
 #include <atomic>
+#include <exception>
+#include <string>
+#include <utility>
 #include <cstdint>
 #include <mutex>
 #include <vector>
@@ -61,6 +64,53 @@ inline void destroy_locals_of(fiber_record* record) noexcept {
 thread_state& this_thread_state();
 
 [[noreturn]] void fatal(char const* message) noexcept;
+
+// what() of an exception, for messages.
+std::string describe_exception(std::exception_ptr const& e);
+// Logs the exception being handled at error level, after `where: `.
+void log_current_exception(char const* where) noexcept;
+
+// A doubly linked list through two members of its items, newest first.
+template <class T, T* T::*Newer, T* T::*Older>
+struct newest_first_list {
+    static void link(T*& newest, T* item) noexcept {
+        item->*Older = newest;
+        item->*Newer = nullptr;
+        if (newest != nullptr)
+            newest->*Newer = item;
+        newest = item;
+    }
+    static void unlink(T*& newest, T* item) noexcept {
+        if (item->*Newer != nullptr)
+            (item->*Newer)->*Older = item->*Older;
+        else
+            newest = item->*Older;
+        if (item->*Older != nullptr)
+            (item->*Older)->*Newer = item->*Newer;
+        item->*Newer = item->*Older = nullptr;
+    }
+};
+
+// A counted reference to an object with add_reference() and release(),
+// released however its owner goes (an Asio handler run, or destroyed with
+// its io_context).
+template <class T>
+class counted_reference {
+public:
+    explicit counted_reference(T* object) noexcept : object_(object) { object_->add_reference(); }
+    counted_reference(counted_reference&& other) noexcept : object_(std::exchange(other.object_, nullptr)) {}
+    counted_reference(counted_reference const& other) noexcept : object_(other.object_) { object_->add_reference(); }
+    counted_reference& operator=(counted_reference const&) = delete;
+    ~counted_reference() {
+        if (object_ != nullptr)
+            object_->release();
+    }
+    T* operator->() const noexcept { return object_; }
+    T& operator*() const noexcept { return *object_; }
+
+private:
+    T* object_;
+};
 
 } // namespace fibers::detail
 

@@ -58,16 +58,6 @@ struct interrupt_entry final : ready_entry {
     static void drop(ready_entry& e) noexcept { delete static_cast<interrupt_entry*>(&e); }
 };
 
-void log_current_exception(char const* where) noexcept {
-    try {
-        throw;
-    } catch (std::exception const& e) {
-        log(log_level::error, std::string(where) + ": " + e.what());
-    } catch (...) {
-        log(log_level::error, std::string(where) + ": an exception not derived from std::exception");
-    }
-}
-
 } // namespace
 
 void log_callback_exception() noexcept { log_current_exception("exception in a hub callback (dropped)"); }
@@ -380,25 +370,17 @@ void hub::shut_down() noexcept {
     io_.stop();
 }
 
+using task_list = detail::newest_first_list<detail::task_record, &detail::task_record::newer_task,
+                                            &detail::task_record::older_task>;
+
 void hub::link_task(detail::task_record* t) noexcept {
-    t->older_task = newest_task_;
-    t->newer_task = nullptr;
-    if (newest_task_ != nullptr)
-        newest_task_->newer_task = t;
-    newest_task_ = t;
+    task_list::link(newest_task_, t);
     t->in_hub_list = true;
 }
 
 void hub::unlink_task(detail::task_record* t) noexcept {
-    if (!std::exchange(t->in_hub_list, false))
-        return;
-    if (t->newer_task != nullptr)
-        t->newer_task->older_task = t->older_task;
-    else
-        newest_task_ = t->older_task;
-    if (t->older_task != nullptr)
-        t->older_task->newer_task = t->newer_task;
-    t->newer_task = t->older_task = nullptr;
+    if (std::exchange(t->in_hub_list, false))
+        task_list::unlink(newest_task_, t);
 }
 
 void hub::detach_everything() noexcept {

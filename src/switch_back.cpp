@@ -8,28 +8,6 @@
 
 namespace fibers::detail {
 
-namespace {
-
-// A reference to a state, for the handler of its timer: released when the
-// handler is destroyed, whether it ran or its io_context went first.
-class state_reference {
-public:
-    explicit state_reference(switch_back_state* s) noexcept : state_(s) { state_->add_reference(); }
-    state_reference(state_reference&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
-    state_reference(state_reference const& other) noexcept : state_(other.state_) { state_->add_reference(); }
-    state_reference& operator=(state_reference const&) = delete;
-    ~state_reference() {
-        if (state_ != nullptr)
-            state_->release();
-    }
-    switch_back_state* operator->() const noexcept { return state_; }
-
-private:
-    switch_back_state* state_;
-};
-
-} // namespace
-
 switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> timeout)
     : origin_(fiber::current()), hub_(&get_hub()) {
     entry_.state = this;
@@ -37,7 +15,7 @@ switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> tim
     entry_.discard = &discard_entry;
     if (timeout) {
         timer_ = std::make_unique<boost::asio::steady_timer>(hub_->loop(), *timeout);
-        timer_->async_wait([self = state_reference(this)](boost::system::error_code const& ec) {
+        timer_->async_wait([self = counted_reference<switch_back_state>(this)](boost::system::error_code const& ec) {
             if (!ec)
                 self->fire_timeout();
         });

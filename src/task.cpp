@@ -20,16 +20,6 @@ namespace detail {
 
 namespace {
 
-std::string exception_text(std::exception_ptr const& e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (std::exception const& x) {
-        return x.what();
-    } catch (...) {
-        return "an exception not derived from std::exception";
-    }
-}
-
 // The entries a task queues in its hub: its first run, its cancellation.
 resumption take_start(ready_entry& e) { return {static_cast<task_record::entry&>(e).task}; }
 
@@ -174,7 +164,7 @@ std::any run_as_task(std::any (*invoke)(void*), void* target) {
         throw;
     } catch (...) {
         log(log_level::error,
-            "task " + self.name() + " ended with an exception: " + exception_text(std::current_exception()));
+            "task " + self.name() + " ended with an exception: " + describe_exception(std::current_exception()));
     }
     end_task(self);
     return result;
@@ -189,7 +179,7 @@ void end_task(task_record& t) noexcept {
             fn();
         } catch (...) {
             log(log_level::error, "done callback of task " + t.name() + " threw: " +
-                                      exception_text(std::current_exception()));
+                                      describe_exception(std::current_exception()));
         }
     }
     while (join_waiter* j = t.first_joiner) {
@@ -269,14 +259,22 @@ void task::cancel(std::string message) {
         hub_access::push(*t.owner, t.cancel_entry);
 }
 
-void task::join() {
+detail::task_record* task::record_to_join() const {
     detail::task_record& t = record();
     if (t.done || !is_alive())
-        return;
-    hub& h = *t.owner;
-    hub_access::check_may_wait(h);
+        return nullptr;
+    hub_access::check_may_wait(*t.owner);
     if (detail::current_thread_state->current == &t)
         throw error("fibers: a task cannot join itself");
+    return &t;
+}
+
+void task::join() {
+    detail::task_record* pending = record_to_join();
+    if (pending == nullptr)
+        return;
+    detail::task_record& t = *pending;
+    hub& h = *t.owner;
     detail::stack_joiner joiner(t, detail::current_thread_state->current);
     while (!joiner.woken) {
         h.switch_to();
@@ -286,15 +284,11 @@ void task::join() {
 }
 
 void task::join_for(std::chrono::nanoseconds timeout) {
-    detail::task_record& t = record();
-    if (t.done || !is_alive())
+    detail::task_record* pending = record_to_join();
+    if (pending == nullptr)
         return;
-    hub& h = *t.owner;
-    hub_access::check_may_wait(h);
-    if (detail::current_thread_state->current == &t)
-        throw error("fibers: a task cannot join itself");
     switch_back<> wakeup(timeout);
-    detail::timed_joiner joiner(t, wakeup);
+    detail::timed_joiner joiner(*pending, wakeup);
     wakeup.wait();
 }
 

@@ -11,30 +11,8 @@
 
 namespace fibers::detail {
 
-namespace {
-
-// A reference held by the deadline's timer handler, released whether the
-// handler runs or is destroyed with its io_context.
-class core_reference {
-public:
-    explicit core_reference(yield_core* core) noexcept : core_(core) {}
-    core_reference(core_reference&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
-    core_reference(core_reference const&) = delete;
-    ~core_reference() {
-        if (core_ != nullptr)
-            core_->release();
-    }
-    yield_core* operator->() const noexcept { return core_; }
-
-private:
-    yield_core* core_;
-};
-
-} // namespace
-
 class yield_core_access {
 public:
-    static void add_reference(yield_core& c) noexcept { c.references_.fetch_add(1, std::memory_order_relaxed); }
     static void deadline_passed(yield_core& c) noexcept {
         if (c.done_.load(std::memory_order_acquire))
             return;
@@ -94,9 +72,8 @@ void yield_core::request_cancel() noexcept {
         signal_.emit(boost::asio::cancellation_type::terminal);
         return;
     }
-    yield_core_access::add_reference(*this);
     try {
-        boost::asio::post(io_executor_, [self = core_reference(this)] {
+        boost::asio::post(io_executor_, [self = counted_reference<yield_core>(this)] {
             self->signal_.emit(boost::asio::cancellation_type::terminal);
         });
     } catch (...) {
@@ -109,10 +86,9 @@ void yield_core::wait(std::optional<std::chrono::nanoseconds> timeout) {
     std::optional<boost::asio::steady_timer> deadline;
     if (timeout) {
         deadline.emplace(h.loop(), *timeout);
-        yield_core_access::add_reference(*this);
-        deadline->async_wait([self = core_reference(this)](boost::system::error_code const& ec) {
+        deadline->async_wait([self = counted_reference<yield_core>(this)](boost::system::error_code const& ec) {
             if (!ec)
-                yield_core_access::deadline_passed(*self.operator->());
+                yield_core_access::deadline_passed(*self);
         });
     }
     // Asked to stop meanwhile (task::cancel, keyboard_interrupt), the fiber

@@ -80,6 +80,8 @@ public:
 
 private:
     detail::task_record& record() const;
+    // The record, if it may be joined now and has not ended; throws on misuse.
+    detail::task_record* record_to_join() const;
     void join_for(std::chrono::nanoseconds timeout);
     std::size_t add_done_callback_erased(std::function<void()> fn);
 };

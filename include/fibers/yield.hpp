@@ -91,6 +91,7 @@ public:
     // deadline, a cancellation or an interruption meanwhile do.
     void wait(std::optional<std::chrono::nanoseconds> timeout);
     bool timed_out() const noexcept { return timed_out_; }
+    void add_reference() noexcept { references_.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept;
 
 protected:
