@@ -62,27 +62,30 @@ struct interrupt_entry final : ready_entry {
 
 void log_callback_exception() noexcept { log_current_exception("exception in a hub callback (dropped)"); }
 
-bool hub_access::push_from_anywhere(hub& h, ready_entry& e) noexcept {
-    if (on_own_thread(h)) {
-        if (!is_open(h))
+bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {
+    thread_state const* ts = current_thread_state;
+    if (ts != nullptr && ts->hub == m.owner) {
+        // The hub's own thread, its hub alive: no lock. (A hub made later at
+        // the same address has a mailbox of its own; this one stays closed.)
+        if (!m.open.load(std::memory_order_acquire) || !is_open(*m.owner))
             return false;
-        h.ready_.push_back(e);
+        m.owner->ready_.push_back(e);
         return true;
     }
-    std::lock_guard<std::mutex> lock(h.remote_mutex_);
-    if (h.state_.load(std::memory_order_relaxed) != hub::hub_state::open)
+    std::lock_guard<std::mutex> lock(m.mutex);
+    if (!m.open.load(std::memory_order_relaxed))
         return false;
     try {
-        h.remote_.push_back(&e);
+        m.entries.push_back(&e);
     } catch (...) {
         return false;
     }
-    h.remote_pending_.store(true, std::memory_order_release);
-    if (!h.wake_posted_) {
-        h.wake_posted_ = true;
+    m.pending.store(true, std::memory_order_release);
+    if (!m.wake_posted) {
+        m.wake_posted = true;
         // A no-op is enough: it makes an idle loop return, and the loop
-        // then takes the remote queue.
-        boost::asio::post(h.io_, [] {});
+        // then takes the mailbox.
+        boost::asio::post(m.owner->io_, [] {});
     }
     return true;
 }
@@ -142,7 +145,7 @@ hub& hub::get() {
 
 hub& get_hub() { return hub::get(); }
 
-hub::hub() {
+hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
     thread_ = &detail::this_thread_state();
     thread_->hub = this;
     auto body = [this] { run_loop(); };
@@ -165,6 +168,10 @@ hub::hub() {
 }
 
 hub::~hub() {
+    struct release_mailbox {
+        detail::hub_mailbox* m;
+        ~release_mailbox() { m->release(); }
+    } at_end{mailbox_};
     if (thread_->hub == this)
         thread_->hub = nullptr;
     if (state_.load(std::memory_order_acquire) == hub_state::closed)
@@ -199,7 +206,7 @@ std::any hub::switch_to_slowly() {
 }
 
 void hub::post(detail::ready_entry* owned_entry) {
-    if (!hub_access::push_from_anywhere(*this, *owned_entry)) {
+    if (!hub_access::push_from_anywhere(*mailbox_, *owned_entry)) {
         owned_entry->discard(*owned_entry);
         throw error("fibers: run_callback on a closed hub");
     }
@@ -227,6 +234,7 @@ void hub::arm_interrupt() {
 }
 
 void hub::close() {
+    switchpoint(); // it switches to the hub: refused, with nothing changed, where no switch may happen
     detail::thread_state* ts = detail::current_thread_state;
     if (ts == nullptr || ts->anchor != thread_->anchor)
         throw error("fibers: a hub can only be closed from its own thread");
@@ -234,10 +242,7 @@ void hub::close() {
         throw error("fibers: a hub can only be closed from the root fiber");
     if (state_.load(std::memory_order_acquire) == hub_state::closed)
         return;
-    {
-        std::lock_guard<std::mutex> lock(remote_mutex_);
-        state_.store(hub_state::closing, std::memory_order_release);
-    }
+    stop_accepting();
     if (record_->status.load(std::memory_order_relaxed) == detail::fiber_status::started) {
         // The loop sees `closing`, shuts down and ends: its end comes back here.
         fiber_.switch_to();
@@ -263,7 +268,7 @@ void hub::dispatch_until_closed() {
     auto work = boost::asio::make_work_guard(io_);
     loop_running_ = true;
     while (state_.load(std::memory_order_relaxed) == hub_state::open) {
-        if (remote_pending_.load(std::memory_order_acquire))
+        if (mailbox_->pending.load(std::memory_order_acquire))
             take_remote();
         if (ts.anchor->has_orphans.load(std::memory_order_relaxed))
             ts.drain_orphans();
@@ -285,12 +290,8 @@ void hub::dispatch_until_closed() {
                 run_handlers(false);
             }
         }
-        if (io_.stopped()) {
-            // loop().stop() ends the hub, as close() does.
-            std::lock_guard<std::mutex> lock(remote_mutex_);
-            if (state_.load(std::memory_order_relaxed) == hub_state::open)
-                state_.store(hub_state::closing, std::memory_order_release);
-        }
+        if (io_.stopped()) // loop().stop() ends the hub, as close() does
+            stop_accepting();
     }
 }
 
@@ -308,10 +309,10 @@ void hub::run_handlers(bool block) {
 void hub::take_remote() {
     std::vector<detail::ready_entry*> batch;
     {
-        std::lock_guard<std::mutex> lock(remote_mutex_);
-        batch.swap(remote_);
-        remote_pending_.store(false, std::memory_order_relaxed);
-        wake_posted_ = false;
+        std::lock_guard<std::mutex> lock(mailbox_->mutex);
+        batch.swap(mailbox_->entries);
+        mailbox_->pending.store(false, std::memory_order_relaxed);
+        mailbox_->wake_posted = false;
     }
     for (detail::ready_entry* e : batch)
         ready_.push_back(*e);
@@ -320,10 +321,7 @@ void hub::take_remote() {
 void hub::shut_down() noexcept {
     if (state_.load(std::memory_order_acquire) == hub_state::closed)
         return;
-    {
-        std::lock_guard<std::mutex> lock(remote_mutex_);
-        state_.store(hub_state::closing, std::memory_order_release);
-    }
+    stop_accepting();
     loop_running_ = false;
     detail::thread_state& ts = *thread_;
     {
@@ -359,14 +357,14 @@ void hub::shut_down() noexcept {
             e->discard(*e);
     std::vector<detail::ready_entry*> remote;
     {
-        std::lock_guard<std::mutex> lock(remote_mutex_);
-        remote.swap(remote_);
-        remote_pending_.store(false, std::memory_order_relaxed);
-        state_.store(hub_state::closed, std::memory_order_release);
+        std::lock_guard<std::mutex> lock(mailbox_->mutex);
+        remote.swap(mailbox_->entries);
+        mailbox_->pending.store(false, std::memory_order_relaxed);
     }
     for (detail::ready_entry* e : remote)
         if (e->discard != nullptr)
             e->discard(*e);
+    state_.store(hub_state::closed, std::memory_order_release);
     io_.stop();
 }
 
@@ -394,8 +392,15 @@ void hub::detach_everything() noexcept {
     for (detail::task_record* t = newest_task_; t != nullptr; t = t->older_task)
         t->owner = nullptr;
     newest_task_ = nullptr;
-    std::lock_guard<std::mutex> lock(remote_mutex_);
+    stop_accepting();
     state_.store(hub_state::closed, std::memory_order_release);
+}
+
+void hub::stop_accepting() noexcept {
+    std::lock_guard<std::mutex> lock(mailbox_->mutex);
+    mailbox_->open.store(false, std::memory_order_release);
+    hub_state expected = hub_state::open;
+    state_.compare_exchange_strong(expected, hub_state::closing, std::memory_order_acq_rel);
 }
 
 } // namespace fibers

@@ -27,7 +27,8 @@ struct hub_access {
     // On the hub's thread: runs `e` in a coming iteration.
     static void push(hub& h, ready_entry& e) noexcept { h.ready_.push_back(e); }
     // From any thread; false (and nothing queued) if the hub has closed.
-    static bool push_from_anywhere(hub& h, ready_entry& e) noexcept;
+    static bool push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept;
+    static hub_mailbox& mailbox(hub const& h) noexcept { return *h.mailbox_; }
     static std::uint64_t next_task_number(hub& h) noexcept { return ++h.tasks_made_; }
     // A new task joins the hub's list; once started the hub holds a
     // reference to it until its end, which releases it.

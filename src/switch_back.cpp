@@ -9,7 +9,8 @@
 namespace fibers::detail {
 
 switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> timeout)
-    : origin_(fiber::current()), hub_(&get_hub()) {
+    : origin_(fiber::current()), hub_(&get_hub()), mailbox_(&hub_access::mailbox(*hub_)) {
+    mailbox_->add_reference();
     entry_.state = this;
     entry_.take = &take_entry;
     entry_.discard = &discard_entry;
@@ -22,7 +23,7 @@ switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> tim
     }
 }
 
-switch_back_state::~switch_back_state() = default;
+switch_back_state::~switch_back_state() { mailbox_->release(); }
 
 void switch_back_state::release() noexcept {
     if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
@@ -35,7 +36,7 @@ bool switch_back_state::fire(std::any value, std::exception_ptr error) {
     value_ = std::move(value);
     error_ = std::move(error);
     add_reference(); // the queue's, until the entry has run or been dropped
-    if (!hub_access::push_from_anywhere(*hub_, entry_)) {
+    if (!hub_access::push_from_anywhere(*mailbox_, entry_)) {
         release();
         return false;
     }

@@ -94,6 +94,8 @@ task_record::~task_record() {
         ready_queue::erase(cancel_entry);
     if (owner != nullptr)
         hub_access::forget_task(*owner, this);
+    if (mailbox != nullptr)
+        mailbox->release();
 }
 
 std::string const& task_record::name() const {
@@ -145,6 +147,8 @@ void attach_task(task_record* record, std::string name, hub* on) {
     record->only_switched_by = hub_access::record(h);
     attach_new_fiber(owned.release(), hub_access::record(h));
     record->owner = &h;
+    record->mailbox = &hub_access::mailbox(h);
+    record->mailbox->add_reference();
     hub_access::link_task(h, record);
 }
 
@@ -210,6 +214,11 @@ void sleep_for(std::chrono::nanoseconds d) {
 
 using detail::hub_access;
 
+bool task::on_own_thread(detail::task_record const& t) noexcept {
+    detail::thread_state const* ts = detail::current_thread_state;
+    return ts != nullptr && ts->anchor == t.anchor;
+}
+
 detail::task_record& task::record() const {
     detail::fiber_record* r = detail::fiber_access::record(*this);
     if (r == nullptr)
@@ -223,7 +232,7 @@ void task::start() {
     detail::task_record& t = record();
     if (t.status.load(std::memory_order_relaxed) != detail::fiber_status::created || t.start_requested)
         throw error("fibers: task " + t.name() + " was already started");
-    if (t.owner == nullptr || !hub_access::on_own_thread(*t.owner))
+    if (!on_own_thread(t) || t.owner == nullptr)
         throw error("fibers: a task is started from its hub's thread");
     if (!hub_access::is_open(*t.owner))
         throw error("fibers: the hub is closed");
@@ -234,20 +243,22 @@ void task::start() {
 
 void task::cancel(std::string message) {
     detail::task_record& t = record();
-    if (!is_alive() || t.done || t.owner == nullptr)
+    if (!is_alive())
         return;
-    if (!hub_access::on_own_thread(*t.owner)) {
-        // From another thread: the request travels through the hub's queue.
-        try {
-            t.owner->run_callback([self = *this, message = std::move(message)]() mutable {
+    // The task's own anchor says whose thread this is, without touching a
+    // hub that may be gone.
+    if (!on_own_thread(t)) {
+        // From another thread: the request travels through the hub's
+        // mailbox, which may be closed, and the hub gone.
+        auto* request = new detail::callback_entry<std::function<void()>>(
+            std::function<void()>([self = *this, message = std::move(message)]() mutable {
                 self.cancel(std::move(message));
-            });
-        } catch (error const&) {
-            // a closed hub: the task is gone or going
-        }
+            }));
+        if (!hub_access::push_from_anywhere(*t.mailbox, *request))
+            request->discard(*request);
         return;
     }
-    if (!hub_access::is_open(*t.owner))
+    if (t.done || t.owner == nullptr || !hub_access::is_open(*t.owner))
         return;
     t.cancel_message = std::move(message);
     t.cancel_requested = true;
@@ -260,6 +271,7 @@ void task::cancel(std::string message) {
 }
 
 detail::task_record* task::record_to_join() const {
+    switchpoint(); // first, even when there is nothing to wait for
     detail::task_record& t = record();
     if (t.done || !is_alive())
         return nullptr;

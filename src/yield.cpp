@@ -30,13 +30,14 @@ hub& hub_to_wait_on() {
 void throw_timeout() { throw timeout("fibers: the operation timed out"); }
 
 yield_core::yield_core(hub& h, boost::asio::any_io_executor io_executor)
-    : hub_(&h), waiting_(fiber::current()), io_executor_(std::move(io_executor)) {
+    : hub_(&h), mailbox_(&hub_access::mailbox(h)), waiting_(fiber::current()), io_executor_(std::move(io_executor)) {
+    mailbox_->add_reference();
     entry_.core = this;
     entry_.take = &take_entry;
     entry_.discard = [](ready_entry& e) noexcept { static_cast<queued_entry&>(e).core->release(); };
 }
 
-yield_core::~yield_core() = default;
+yield_core::~yield_core() { mailbox_->release(); }
 
 void yield_core::release() noexcept {
     if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
@@ -47,7 +48,7 @@ void yield_core::complete() noexcept {
     done_.store(true, std::memory_order_release);
     if (!waiter_gone_.load(std::memory_order_acquire)) {
         // The queue's reference replaces the handler's.
-        if (hub_access::push_from_anywhere(*hub_, entry_))
+        if (hub_access::push_from_anywhere(*mailbox_, entry_))
             return;
     }
     release();

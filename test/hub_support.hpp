@@ -6,69 +6,48 @@
 
 // For tests of the hub and what runs on it.
 
-#include <fibers/log.hpp>
+#include "test_support.hpp"
 
-#include <exception>
-#include <memory>
-#include <mutex>
+#include <fibers/hub.hpp>
+#include <fibers/switch_back.hpp>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
 #include <string>
-#include <string_view>
-#include <thread>
+#include <utility>
 #include <vector>
 
 namespace fibers_test {
 
-// Runs `fn` on a thread of its own and rethrows what escaped it. A hub
-// lives as long as its thread: each test gets a fresh one, closed at the
-// end, and nothing of it leaks into the next test.
-template <class Fn>
-void on_new_thread(Fn fn) {
-    std::exception_ptr failure;
-    std::thread t([&] {
-        try {
-            fn();
-        } catch (...) {
-            failure = std::current_exception();
-        }
-    });
-    t.join();
-    if (failure)
-        std::rethrow_exception(failure);
-}
-
-// Records what the library logs while alive.
-class captured_log {
+// For a test whose fiber waits for something that might never come (a
+// timeout, a resumption): if nothing has resumed the fiber that made the
+// backstop after `d`, resumes it with a std::string, so that the test fails
+// (the wait returns early, or throws std::bad_any_cast) instead of hanging.
+// Make it in the fiber that waits; keep it alive while that fiber waits.
+class backstop {
 public:
-    captured_log() {
-        auto sink = lines_;
-        previous_ = fibers::set_log_handler([sink](fibers::log_level, std::string_view message) {
-            std::lock_guard<std::mutex> lock(sink->mutex);
-            sink->lines.emplace_back(message);
+    explicit backstop(std::chrono::steady_clock::duration d = std::chrono::seconds(10))
+        : timer_(fibers::get_hub().loop(), d) {
+        timer_.async_wait([c = rescue_](boost::system::error_code const& ec) {
+            if (!ec)
+                c.switch_to(std::string("backstop"));
         });
     }
-    ~captured_log() { fibers::set_log_handler(previous_); }
-    captured_log(captured_log const&) = delete;
-    captured_log& operator=(captured_log const&) = delete;
-
-    bool contains(std::string const& text) const {
-        std::lock_guard<std::mutex> lock(lines_->mutex);
-        for (auto const& line : lines_->lines)
-            if (line.find(text) != std::string::npos)
-                return true;
-        return false;
-    }
-    std::size_t size() const {
-        std::lock_guard<std::mutex> lock(lines_->mutex);
-        return lines_->lines.size();
-    }
+    backstop(backstop const&) = delete;
+    backstop& operator=(backstop const&) = delete;
 
 private:
-    struct store {
-        std::mutex mutex;
-        std::vector<std::string> lines;
-    };
-    std::shared_ptr<store> lines_ = std::make_shared<store>();
-    fibers::log_handler previous_;
+    fibers::switch_back<> rescue_;
+    boost::asio::steady_timer timer_;
+};
+
+// An ordered record of what happened, for tests about the order of events.
+// Used from one thread (the fibers of one hub).
+struct event_log {
+    std::vector<std::string> events;
+    void operator()(std::string e) { events.push_back(std::move(e)); }
 };
 
 } // namespace fibers_test

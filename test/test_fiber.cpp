@@ -10,6 +10,7 @@
 #include <fibers/log.hpp>
 
 #include "child_process.hpp"
+#include "test_support.hpp"
 
 #include <boost/context/fixedsize_stack.hpp>
 #include <boost/context/pooled_fixedsize_stack.hpp>
@@ -28,6 +29,8 @@
 #include <vector>
 
 using fibers::fiber;
+using fibers_test::captured_log;
+using fibers_test::on_new_thread;
 
 namespace {
 
@@ -44,23 +47,6 @@ std::any to_parent(std::any value = {}) { return fiber::current().parent().switc
 // Suspends the running fiber without holding a handle to it.
 void suspend_into(fiber const& to) { fiber(to).switch_to(); }
 
-// Records log messages for the duration of a test.
-struct captured_log {
-    std::shared_ptr<std::vector<std::string>> lines = std::make_shared<std::vector<std::string>>();
-    fibers::log_handler previous;
-    captured_log() {
-        auto sink = lines;
-        previous = fibers::set_log_handler([sink](fibers::log_level, std::string_view m) { sink->emplace_back(m); });
-    }
-    ~captured_log() { fibers::set_log_handler(previous); }
-    bool contains(std::string const& text) const {
-        for (auto const& line : *lines)
-            if (line.find(text) != std::string::npos)
-                return true;
-        return false;
-    }
-};
-
 // Sets a flag when destroyed: shows that a fiber's stack was unwound.
 struct destruction_flag {
     std::atomic<bool>* flag;
@@ -74,23 +60,6 @@ struct destruction_flag {
         flag->store(true);
     }
 };
-
-// Runs `fn` on a thread of its own, so that the test starts with a fresh
-// fiber tree and ends it when the thread does.
-template <class Fn>
-void on_new_thread(Fn fn) {
-    std::exception_ptr failure;
-    std::thread t([&] {
-        try {
-            fn();
-        } catch (...) {
-            failure = std::current_exception();
-        }
-    });
-    t.join();
-    if (failure)
-        std::rethrow_exception(failure);
-}
 
 } // namespace
 

@@ -56,6 +56,29 @@ inline std::any take_own(resumption& r) {
     return r.value != nullptr ? std::move(*r.value) : std::any();
 }
 
+// Where other threads queue work for a hub. Counted, and shared with what
+// may outlive the hub (a switch_back's state, an operation's handler): once
+// closed, under its lock, by a closing hub, nothing reaches the hub through
+// it any more.
+struct hub_mailbox {
+    explicit hub_mailbox(hub* h) noexcept : owner(h) {}
+    hub_mailbox(hub_mailbox const&) = delete;
+    hub_mailbox& operator=(hub_mailbox const&) = delete;
+    void add_reference() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            delete this;
+    }
+
+    hub* const owner; // dereferenced only while open
+    std::atomic<std::uint32_t> references{1};
+    std::atomic<bool> open{true};    // written under the mutex
+    std::atomic<bool> pending{false}; // entries is not empty
+    std::mutex mutex;
+    std::vector<ready_entry*> entries; // guarded
+    bool wake_posted = false;          // guarded
+};
+
 // A callback queued with run_callback: it owns itself until it has run.
 template <class Fn>
 struct callback_entry final : ready_entry {
@@ -157,6 +180,8 @@ private:
     void take_remote();
     void arm_interrupt();
     void shut_down() noexcept;
+    // No more work from other threads, and the state leaves `open`.
+    void stop_accepting() noexcept;
     void link_task(detail::task_record* t) noexcept;
     void unlink_task(detail::task_record* t) noexcept;
     void detach_everything() noexcept;
@@ -171,10 +196,7 @@ private:
     std::atomic<hub_state> state_{hub_state::open};
 
     // Work queued from other threads, moved to ready_ by the loop.
-    std::mutex remote_mutex_;
-    std::vector<detail::ready_entry*> remote_;
-    std::atomic<bool> remote_pending_{false};
-    bool wake_posted_ = false; // guarded by remote_mutex_
+    detail::hub_mailbox* mailbox_;
 
     std::unordered_map<std::string, std::any> data_;
     std::unique_ptr<poller> poller_;
@@ -199,7 +221,7 @@ FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
     // into it: hand-offs start once it has.
     while (detail::ready_entry* e = loop_running_ ? ready_.front() : nullptr) {
         if (e->take == nullptr || dispatched_ >= ready_between_polls ||
-            remote_pending_.load(std::memory_order_relaxed))
+            mailbox_->pending.load(std::memory_order_relaxed))
             break;
         ready_.pop_front();
         ++dispatched_;

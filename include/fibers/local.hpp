@@ -24,7 +24,11 @@ public:
     local_base& operator=(local_base const&) = delete;
 
 protected:
-    local_base() = default;
+    using destroyer = void (*)(void*) noexcept;
+    // `destroy` deletes a value: called without the local, which may be
+    // gone by then (a fiber ending on one thread, the local destroyed on
+    // another).
+    explicit local_base(destroyer destroy) noexcept : destroy_(destroy) {}
     ~local_base() = default;
 
     // The running fiber's value, or null.
@@ -33,10 +37,10 @@ protected:
     void* exchange(void* value);
     // Takes every fiber's value out and destroys them: in ~local().
     void destroy_all() noexcept;
-    virtual void destroy_value(void* value) noexcept = 0;
 
 private:
     friend void destroy_fiber_locals(fiber_record* record) noexcept;
+    destroyer const destroy_;
     std::unordered_map<fiber_record const*, void*> values_; // guarded by one mutex for all locals
 };
 
@@ -49,7 +53,7 @@ private:
 template <class T>
 class local : private detail::local_base {
 public:
-    local() = default;
+    local() noexcept : local_base(&destroy_value) {}
     ~local() { destroy_all(); }
 
     /// The running fiber's value, or nullptr where unset.
@@ -85,7 +89,7 @@ private:
             return nullptr;
         }
     }
-    void destroy_value(void* value) noexcept override { delete static_cast<T*>(value); }
+    static void destroy_value(void* value) noexcept { delete static_cast<T*>(value); }
 };
 
 } // namespace fibers

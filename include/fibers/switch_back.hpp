@@ -48,7 +48,8 @@ public:
 
     void add_cleanup(std::function<void()> fn);
     bool active() const noexcept {
-        return active_.load(std::memory_order_acquire) && !fired_.load(std::memory_order_acquire);
+        return active_.load(std::memory_order_acquire) && !fired_.load(std::memory_order_acquire) &&
+               mailbox_->open.load(std::memory_order_acquire);
     }
     bool timed_out() const noexcept { return timed_out_.load(std::memory_order_acquire); }
     fiber const& origin() const noexcept { return origin_; }
@@ -65,7 +66,8 @@ private:
     std::atomic<bool> active_{true};
     std::atomic<bool> timed_out_{false};
     fiber origin_;
-    hub* hub_;
+    hub* hub_;                   // its origin's: used on the origin's thread only
+    hub_mailbox* mailbox_;       // counted: calls from other threads may outlive the hub
     struct queued_entry : ready_entry {
         switch_back_state* state;
     } entry_;

@@ -80,6 +80,7 @@ public:
 
 private:
     detail::task_record& record() const;
+    static bool on_own_thread(detail::task_record const& t) noexcept;
     // The record, if it may be joined now and has not ended; throws on misuse.
     detail::task_record* record_to_join() const;
     void join_for(std::chrono::nanoseconds timeout);

@@ -107,7 +107,8 @@ private:
     std::atomic<bool> waiter_gone_{false};
     bool timed_out_ = false;
     bool cancel_requested_ = false;
-    hub* hub_;
+    hub* hub_;             // the waiting fiber's: used on its thread only
+    hub_mailbox* mailbox_; // counted: the handler may complete on another thread after the hub is gone
     fiber waiting_;
     boost::asio::any_io_executor io_executor_;
     struct queued_entry : ready_entry {

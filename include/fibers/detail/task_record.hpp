@@ -22,6 +22,8 @@ class hub;
 
 namespace fibers::detail {
 
+struct hub_mailbox;
+
 // A fiber waiting for a task to end, listed in the task; woken when it does.
 struct join_waiter {
     join_waiter* prev = nullptr;
@@ -61,7 +63,8 @@ public:
     // "Fiber-N" unless it was given a name; made on first demand.
     std::string const& name() const;
 
-    hub* owner = nullptr;
+    hub* owner = nullptr;            // used on its thread
+    hub_mailbox* mailbox = nullptr;  // counted: for requests from other threads
     std::uint64_t number = 0; // N of "Fiber-N", counted per hub
     std::string given_name;
     mutable std::string made_name;
