@@ -46,7 +46,7 @@ struct config {
     unsigned threads = 1;
     std::chrono::milliseconds idle_timeout{0}; // 0: none
     std::size_t max_connections = 0;          // 0: no limit
-    bool direct_io = true;                     // the fast path, or the yield token on Asio's calls
+    enum class io_path { direct, token, hybrid } io = io_path::direct;
 };
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
@@ -105,8 +105,8 @@ private:
                 continue;
             }
             boost::system::error_code ec;
-            tcp::socket peer = cfg_.direct_io ? fibers::accept(acceptor_, fibers::yield[ec])
-                                              : acceptor_.async_accept(fibers::yield[ec]);
+            tcp::socket peer = cfg_.io == config::io_path::token ? acceptor_.async_accept(fibers::yield[ec])
+                                                                 : fibers::accept(acceptor_, fibers::yield[ec]);
             if (ec) {
                 if (is_resource_exhaustion(ec)) {
                     fibers::log(fibers::log_level::warning,
@@ -148,12 +148,13 @@ private:
         auto token = cfg_.idle_timeout.count() != 0 ? fibers::yield.after(cfg_.idle_timeout) : fibers::yield;
         try {
             for (;;) {
-                std::size_t n = cfg_.direct_io ? fibers::read_some(peer, asio::buffer(buffer), token)
-                                               : peer.async_read_some(asio::buffer(buffer), token);
-                if (cfg_.direct_io)
-                    fibers::write(peer, asio::buffer(buffer, n), token);
-                else
+                std::size_t n = cfg_.io == config::io_path::direct
+                                    ? fibers::read_some(peer, asio::buffer(buffer), token)
+                                    : peer.async_read_some(asio::buffer(buffer), token);
+                if (cfg_.io == config::io_path::token)
                     asio::async_write(peer, asio::buffer(buffer, n), token);
+                else
+                    fibers::write(peer, asio::buffer(buffer, n), token);
             }
         } catch (boost::system::system_error const& e) {
             // The peer finished sending (everything was echoed: say so), reset
@@ -189,7 +190,8 @@ std::optional<config> parse(int argc, char** argv) {
         "max-connections", po::value(&cfg.max_connections)->default_value(0),
         "connections served at once, per thread (0: no limit)")(
         "io", po::value(&io)->default_value("direct"),
-        "direct: non-blocking calls first (fibers::read_some); token: Asio's async calls with fibers::yield");
+        "direct: non-blocking calls first (fibers::read_some, fibers::write); token: Asio's async calls with "
+        "fibers::yield; hybrid: reads with the token, writes direct");
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, options), vm);
     po::notify(vm);
@@ -199,9 +201,14 @@ std::optional<config> parse(int argc, char** argv) {
     }
     if (cfg.threads == 0)
         throw std::invalid_argument("--threads must be at least 1");
-    if (io != "direct" && io != "token")
-        throw std::invalid_argument("--io is direct or token");
-    cfg.direct_io = io == "direct";
+    if (io == "direct")
+        cfg.io = config::io_path::direct;
+    else if (io == "token")
+        cfg.io = config::io_path::token;
+    else if (io == "hybrid")
+        cfg.io = config::io_path::hybrid;
+    else
+        throw std::invalid_argument("--io is direct, token or hybrid");
     cfg.idle_timeout = std::chrono::milliseconds(static_cast<long long>(idle_seconds * 1000));
     return cfg;
 }
