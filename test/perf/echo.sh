@@ -3,9 +3,10 @@
 # Distributed under the Boost Software License, Version 1.0.
 # (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #
-# The echo benchmark: the fibers example echo server (--io direct and
-# --io token) against an Asio callback echo server, driven by the same
-# client runs, one server at a time. See test/perf/README.md.
+# The echo benchmark: the fibers example echo server (--io hybrid, its
+# default, --io direct and --io token) against an Asio callback echo
+# server, driven by the same client runs, one server at a time. See
+# test/perf/README.md.
 #
 #   test/perf/echo.sh [options] [BUILD_DIR]     BUILD_DIR: default build/release
 #
@@ -81,11 +82,13 @@ if $pin; then
 fi
 
 # The servers, in the order of the table; the last is the anchor.
-servers=(direct token asio)
-declare -A server_name=([direct]="fibers --io direct" [token]="fibers --io token" [asio]="asio callbacks")
+servers=(hybrid direct token asio)
+declare -A server_name=([hybrid]="fibers --io hybrid" [direct]="fibers --io direct" [token]="fibers --io token"
+                        [asio]="asio callbacks")
 # server_command KEY: sets the array `command` (the caller's).
 server_command() {
     case "$1" in
+        hybrid) command=("$echo_server" --io hybrid) ;;
         direct) command=("$echo_server" --io direct) ;;
         token) command=("$echo_server" --io token) ;;
         asio) command=("$asio_server") ;;
