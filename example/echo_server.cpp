@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -65,7 +66,10 @@ bool is_resource_exhaustion(boost::system::error_code const& ec) {
 // One per thread: a hub, a listening socket, its connections.
 class server {
 public:
-    server(config const& cfg, tcp::endpoint const& where) : cfg_(cfg), acceptor_(fibers::get_hub().loop()) {
+    // SIGTERM is caught from here on, before main says it is listening: a
+    // signal that comes before run() waits for it is kept until then.
+    server(config const& cfg, tcp::endpoint const& where)
+        : cfg_(cfg), acceptor_(fibers::get_hub().loop()), terminate_(fibers::get_hub().loop(), SIGTERM) {
         acceptor_.open(where.protocol());
         acceptor_.set_option(tcp::acceptor::reuse_address(true));
         if (cfg_.threads > 1)
@@ -80,9 +84,8 @@ public:
     void run() {
         fibers::hub& hub = fibers::get_hub();
         fibers::task accepting = fibers::spawn([this] { accept_connections(); }, fibers::task_options{"acceptor"});
-        asio::signal_set terminate(hub.loop(), SIGTERM);
         fibers::switch_back<boost::system::error_code, int> stop;
-        terminate.async_wait(stop);
+        terminate_.async_wait(stop);
         try {
             stop.wait();
         } catch (fibers::keyboard_interrupt const&) {
@@ -140,10 +143,22 @@ private:
         // The list holds the task while it runs; it removes itself at its end.
         auto place = connections_.emplace(connections_.end());
         *place = fibers::spawn([this, place, peer = std::move(peer)]() mutable {
+            // However serve() ends (cancelled by the stop included), the
+            // socket closes and the slot frees: run() waits for the list to
+            // empty, the acceptor perhaps for a slot.
+            struct leave {
+                server* s;
+                std::list<fibers::task>::iterator place;
+                tcp::socket& peer;
+                ~leave() {
+                    boost::system::error_code ignored;
+                    peer.close(ignored);
+                    s->connections_.erase(place);
+                    if (s->slot_free_ != nullptr)
+                        std::exchange(s->slot_free_, nullptr)->switch_to();
+                }
+            } when_done{this, place, peer};
             serve(peer);
-            connections_.erase(place);
-            if (slot_free_ != nullptr)
-                std::exchange(slot_free_, nullptr)->switch_to();
         });
     }
 
@@ -170,28 +185,38 @@ private:
         } catch (fibers::timeout const&) {
             // idle for too long
         }
-        boost::system::error_code ignored;
-        peer.close(ignored);
     }
 
     config const& cfg_;
     tcp::acceptor acceptor_;
+    asio::signal_set terminate_;
     std::list<fibers::task> connections_;
     fibers::switch_back<>* slot_free_ = nullptr; // the acceptor, waiting for a connection to end
 };
 
+// A count from the command line: parsed signed, so that "-1" is refused
+// rather than wrapped around to a huge unsigned value.
+template <class Unsigned>
+Unsigned count_option(long long value, long long least, long long most, char const* name) {
+    if (value < least || value > most)
+        throw std::invalid_argument(std::string("--") + name + " must be between " + std::to_string(least) +
+                                    " and " + std::to_string(most));
+    return static_cast<Unsigned>(value);
+}
+
 std::optional<config> parse(int argc, char** argv) {
     namespace po = boost::program_options;
     config cfg;
+    long long port = 7000, threads = 1, max_connections = 0;
     double idle_seconds = 0;
     std::string io;
     po::options_description options("echo_server options");
     options.add_options()("help", "this text")(
         "host", po::value(&cfg.host)->default_value("127.0.0.1"), "address to listen on")(
-        "port", po::value(&cfg.port)->default_value(7000), "port to listen on (0: any free port)")(
-        "threads", po::value(&cfg.threads)->default_value(1), "threads, each with its own hub and listening socket")(
+        "port", po::value(&port)->default_value(7000), "port to listen on (0: any free port)")(
+        "threads", po::value(&threads)->default_value(1), "threads, each with its own hub and listening socket")(
         "idle-timeout", po::value(&idle_seconds)->default_value(0), "seconds a connection may stay idle (0: no limit)")(
-        "max-connections", po::value(&cfg.max_connections)->default_value(0),
+        "max-connections", po::value(&max_connections)->default_value(0),
         "connections served at once, per thread (0: no limit)")(
         "io", po::value(&io)->default_value("hybrid"),
         "direct: non-blocking calls first (fibers::read_some, fibers::write); token: Asio's async calls with "
@@ -203,8 +228,15 @@ std::optional<config> parse(int argc, char** argv) {
         std::cout << options << '\n';
         return std::nullopt;
     }
-    if (cfg.threads == 0)
-        throw std::invalid_argument("--threads must be at least 1");
+    cfg.port = count_option<unsigned short>(port, 0, 65535, "port");
+    cfg.threads = count_option<unsigned>(threads, 1, 1024, "threads");
+    cfg.max_connections = count_option<std::size_t>(max_connections, 0, 1LL << 40, "max-connections");
+    // At most a year: beyond, the deadline arithmetic would overflow.
+    constexpr double longest_idle = 365.0 * 24 * 3600;
+    if (!(idle_seconds >= 0 && idle_seconds <= longest_idle)) // NaN fails both
+        throw std::invalid_argument("--idle-timeout must be between 0 and " + std::to_string(longest_idle) +
+                                    " seconds");
+    cfg.idle_timeout = std::chrono::milliseconds(static_cast<long long>(std::ceil(idle_seconds * 1000)));
     if (io == "direct")
         cfg.io = config::io_path::direct;
     else if (io == "token")
@@ -213,7 +245,6 @@ std::optional<config> parse(int argc, char** argv) {
         cfg.io = config::io_path::hybrid;
     else
         throw std::invalid_argument("--io is direct, token or hybrid");
-    cfg.idle_timeout = std::chrono::milliseconds(static_cast<long long>(idle_seconds * 1000));
     return cfg;
 }
 
