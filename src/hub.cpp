@@ -13,8 +13,10 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 namespace fibers {
@@ -275,7 +277,7 @@ void hub::dispatch_until_closed() {
         detail::ready_entry* entry = ready_.pop_front();
         if (entry == nullptr) {
             dispatched_ = 0;
-            run_handlers(true);
+            wait_for_work();
         } else {
             if (entry->take != nullptr) {
                 detail::resumption r = entry->take(*entry);
@@ -295,15 +297,43 @@ void hub::dispatch_until_closed() {
     }
 }
 
-void hub::run_handlers(bool block) {
+std::size_t hub::run_handlers(bool block) {
     try {
-        if (block)
-            io_.run_one();
-        else
-            io_.poll();
+        return block ? io_.run_one() : io_.poll();
     } catch (...) {
         detail::log_current_exception("exception in an Asio handler of the hub (dropped)");
+        return 1;
     }
+}
+
+void hub::wait_for_work() {
+    using clock = std::chrono::steady_clock;
+    std::chrono::nanoseconds const budget(idle_spin_ns_.load(std::memory_order_relaxed));
+    if (budget.count() == 0) {
+        run_handlers(true);
+        return;
+    }
+    auto const idle_since = clock::now();
+    if (spin_next_) {
+        auto const until = idle_since + budget;
+        do {
+            run_handlers(false);
+            if (ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) || io_.stopped())
+                return; // work came while spinning: spin again next time
+        } while (clock::now() < until);
+    }
+    run_handlers(true);
+    spin_next_ = clock::now() - idle_since < budget;
+}
+
+std::chrono::nanoseconds hub::idle_spin() const noexcept {
+    return std::chrono::nanoseconds(idle_spin_ns_.load(std::memory_order_relaxed));
+}
+
+void hub::idle_spin(std::chrono::nanoseconds budget) {
+    if (budget.count() < 0)
+        throw std::invalid_argument("fibers: hub::idle_spin with a negative duration");
+    idle_spin_ns_.store(budget.count(), std::memory_order_relaxed);
 }
 
 void hub::take_remote() {

@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -403,6 +405,94 @@ BOOST_AUTO_TEST_CASE(fd_readiness_runs_callbacks_in_the_hub) {
         BOOST_TEST(::read(fds[0], &c, 1) == 1); // not closed by the poller
         ::close(fds[0]);
         ::close(fds[1]);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(idle_spin)
+
+namespace {
+
+std::chrono::nanoseconds thread_cpu_time() {
+    timespec t{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
+}
+
+// The CPU time in milliseconds the calling thread spends in sleep(d),
+// after `warm_up` sleeps of 1 ms (waits short enough to turn spinning on).
+double cpu_ms_in_sleep(std::chrono::milliseconds d, int warm_up) {
+    for (int i = 0; i < warm_up; ++i)
+        fibers::sleep(1ms);
+    auto const before = thread_cpu_time();
+    fibers::sleep(d);
+    return std::chrono::duration<double, std::milli>(thread_cpu_time() - before).count();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(set_and_read_from_any_thread) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        BOOST_TEST(h.idle_spin().count() == fibers::hub::default_idle_spin.count());
+        h.idle_spin(10us);
+        BOOST_TEST(h.idle_spin().count() == std::chrono::nanoseconds(10us).count());
+        std::thread([&] { h.idle_spin(0ns); }).join();
+        BOOST_TEST(h.idle_spin().count() == 0);
+        BOOST_CHECK_THROW(h.idle_spin(-1ns), std::invalid_argument);
+        BOOST_TEST(h.idle_spin().count() == 0);
+    });
+}
+
+// Measured in CPU time, not speed: whether the thread burns its core while
+// it waits. A wait that follows short ones polls through (the budget, 1 s,
+// outlasts the 200 ms sleep); a wait that follows a long one, or with the
+// spin off, sleeps in the kernel.
+BOOST_AUTO_TEST_CASE(a_busy_hub_polls_while_it_waits) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        h.idle_spin(1s);
+        double const spun = cpu_ms_in_sleep(200ms, 3);
+        BOOST_TEST_MESSAGE("CPU time in a 200 ms sleep after short waits: " << spun << " ms");
+        BOOST_TEST(spun > 40.0); // about 200, on a core of its own
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_quiet_hub_sleeps_at_once) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        h.idle_spin(1s);
+        fibers::sleep(1500ms); // longer than the budget: the next wait does not spin
+        BOOST_TEST(cpu_ms_in_sleep(200ms, 0) < 20.0);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(zero_turns_it_off) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        h.idle_spin(0ns);
+        BOOST_TEST(cpu_ms_in_sleep(200ms, 3) < 20.0);
+    });
+}
+
+// Work from another thread ends a spin as soon as it is queued.
+BOOST_AUTO_TEST_CASE(a_spinning_hub_takes_work_from_another_thread) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        h.idle_spin(1s);
+        for (int i = 0; i < 3; ++i)
+            fibers::sleep(1ms);
+        fibers::switch_back<> called(10s);
+        auto const start = std::chrono::steady_clock::now();
+        std::thread other([&] {
+            std::this_thread::sleep_for(20ms);
+            h.run_callback([&] { called(); });
+        });
+        BOOST_CHECK_NO_THROW(called.wait());
+        other.join();
+        // Taken while spinning, not once the 1 s budget ran out.
+        BOOST_TEST((std::chrono::steady_clock::now() - start < 900ms));
     });
 }
 

@@ -12,6 +12,7 @@
 
 #include <any>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -162,6 +163,17 @@ public:
     /// The hub's own fiber.
     fiber as_fiber() const;
 
+    /// How long the loop, out of work, keeps polling for I/O before it
+    /// sleeps in the kernel. Under load the next event comes within
+    /// microseconds, and a sleep in epoll_wait plus the wake-up cost more
+    /// than the poll; so the loop spins, but only while its previous wait
+    /// for work ended within this time: a quiet hub sleeps at once and costs
+    /// nothing. 0 turns spinning off; std::invalid_argument if negative.
+    /// Callable from any thread.
+    std::chrono::nanoseconds idle_spin() const noexcept;
+    void idle_spin(std::chrono::nanoseconds budget);
+    static constexpr std::chrono::nanoseconds default_idle_spin{50'000};
+
     /// Fibers resumed one after the other before the loop looks at I/O and
     /// timers without blocking, so that neither starves the other.
     static constexpr unsigned ready_between_polls = 64;
@@ -176,7 +188,9 @@ private:
     std::any switch_to_slowly();
     void run_loop();
     void dispatch_until_closed();
-    void run_handlers(bool block);
+    // Runs ready Asio handlers, waiting for one if `block`; their count.
+    std::size_t run_handlers(bool block);
+    void wait_for_work();
     void take_remote();
     void arm_interrupt();
     void shut_down() noexcept;
@@ -193,6 +207,8 @@ private:
     detail::ready_queue ready_;
     unsigned dispatched_ = 0;   // since the loop last looked at I/O
     bool loop_running_ = false; // the hub fiber has started its loop
+    bool spin_next_ = false;    // the last wait for work was short: poll before sleeping
+    std::atomic<std::int64_t> idle_spin_ns_{default_idle_spin.count()};
     std::atomic<hub_state> state_{hub_state::open};
 
     // Work queued from other threads, moved to ready_ by the loop.
