@@ -74,6 +74,7 @@ struct settings {
     double duration = 0;
     double warmup = 0;
     double timeout = 0;
+    long long idle_spin_us = 0;
 };
 
 clock_type::duration seconds(double s) {
@@ -472,6 +473,7 @@ struct hub_job {
 void drive(hub_job& job, hub_state& hs, bool& arrived) {
     fibers::hub& hub = fibers::get_hub();
     settings const& cfg = job.config;
+    hub.idle_spin(std::chrono::microseconds(cfg.idle_spin_us));
     bool const streaming = cfg.depth > 1;
     for (std::uint64_t i = 0; i < job.count; ++i) {
         auto c = std::make_unique<connection>(hub.loop(), job.first_id + i);
@@ -567,6 +569,8 @@ tcp::endpoint resolve(settings const& cfg) {
 bool parse(int argc, char** argv, settings& cfg, int& status) {
     namespace po = boost::program_options;
     long long port = 0, connections = 0, size = 0, depth = 0, threads = 0;
+    long long const default_spin =
+        std::chrono::duration_cast<std::chrono::microseconds>(fibers::hub::default_idle_spin).count();
     po::options_description options("echo_client: drives an echo server and checks every byte it echoes.\nOptions");
     options.add_options()
         ("help,h", "print this help")
@@ -579,6 +583,8 @@ bool parse(int argc, char** argv, settings& cfg, int& status) {
         ("duration", po::value(&cfg.duration)->default_value(5.0, "5"), "seconds measured")
         ("warmup", po::value(&cfg.warmup)->default_value(0.5, "0.5"), "seconds run first, not counted")
         ("threads", po::value(&threads)->default_value(1), "threads, each with its own hub")
+        ("idle-spin", po::value(&cfg.idle_spin_us)->default_value(default_spin),
+         "microseconds a hub out of work polls for I/O before it sleeps, while busy (0: never)")
         ("timeout", po::value(&cfg.timeout)->default_value(10.0, "10"),
          "seconds allowed for a connect, and for the last echoes after the end");
     po::variables_map vm;
@@ -612,6 +618,8 @@ bool parse(int argc, char** argv, settings& cfg, int& status) {
         bad = "--warmup must not be negative";
     else if (!(cfg.timeout > 0) || cfg.timeout > 1e6)
         bad = "--timeout must be positive";
+    else if (cfg.idle_spin_us < 0 || cfg.idle_spin_us > 1000000)
+        bad = "--idle-spin must be in 0..1000000";
     if (!bad.empty()) {
         std::cerr << "echo_client: " << bad << "\n";
         status = 2;

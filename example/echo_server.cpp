@@ -7,7 +7,8 @@
 // waits for SIGINT or SIGTERM. See doc/example.md for a walk-through.
 //
 //   echo_server [--host 127.0.0.1] [--port 7000] [--threads 1]
-//               [--idle-timeout SECONDS] [--max-connections N] [--io hybrid|direct|token]
+//               [--idle-timeout SECONDS] [--max-connections N] [--idle-spin MICROSECONDS]
+//               [--io hybrid|direct|token]
 
 #include <fibers/hub.hpp>
 #include <fibers/io.hpp>
@@ -47,6 +48,8 @@ struct config {
     unsigned threads = 1;
     std::chrono::milliseconds idle_timeout{0}; // 0: none
     std::size_t max_connections = 0;          // 0: no limit
+    std::chrono::microseconds idle_spin{std::chrono::duration_cast<std::chrono::microseconds>(
+        fibers::hub::default_idle_spin)};
     // hybrid by default: measured fastest (doc/example.md). Asio's own read
     // operation tries the read first and then waits without re-arming epoll;
     // a direct write almost never waits, and skips a completion's trip
@@ -70,6 +73,7 @@ public:
     // signal that comes before run() waits for it is kept until then.
     server(config const& cfg, tcp::endpoint const& where)
         : cfg_(cfg), acceptor_(fibers::get_hub().loop()), terminate_(fibers::get_hub().loop(), SIGTERM) {
+        fibers::get_hub().idle_spin(cfg_.idle_spin);
         acceptor_.open(where.protocol());
         acceptor_.set_option(tcp::acceptor::reuse_address(true));
         if (cfg_.threads > 1)
@@ -207,7 +211,7 @@ Unsigned count_option(long long value, long long least, long long most, char con
 std::optional<config> parse(int argc, char** argv) {
     namespace po = boost::program_options;
     config cfg;
-    long long port = 7000, threads = 1, max_connections = 0;
+    long long port = 7000, threads = 1, max_connections = 0, idle_spin = cfg.idle_spin.count();
     double idle_seconds = 0;
     std::string io;
     po::options_description options("echo_server options");
@@ -218,6 +222,8 @@ std::optional<config> parse(int argc, char** argv) {
         "idle-timeout", po::value(&idle_seconds)->default_value(0), "seconds a connection may stay idle (0: no limit)")(
         "max-connections", po::value(&max_connections)->default_value(0),
         "connections served at once, per thread (0: no limit)")(
+        "idle-spin", po::value(&idle_spin)->default_value(idle_spin),
+        "microseconds a hub out of work polls for I/O before it sleeps, while busy (0: never)")(
         "io", po::value(&io)->default_value("hybrid"),
         "direct: non-blocking calls first (fibers::read_some, fibers::write); token: Asio's async calls with "
         "fibers::yield; hybrid: reads with the token, writes direct");
@@ -231,6 +237,7 @@ std::optional<config> parse(int argc, char** argv) {
     cfg.port = count_option<unsigned short>(port, 0, 65535, "port");
     cfg.threads = count_option<unsigned>(threads, 1, 1024, "threads");
     cfg.max_connections = count_option<std::size_t>(max_connections, 0, 1LL << 40, "max-connections");
+    cfg.idle_spin = std::chrono::microseconds(count_option<long long>(idle_spin, 0, 1'000'000, "idle-spin"));
     // At most a year: beyond, the deadline arithmetic would overflow.
     constexpr double longest_idle = 365.0 * 24 * 3600;
     if (!(idle_seconds >= 0 && idle_seconds <= longest_idle)) // NaN fails both

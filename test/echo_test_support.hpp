@@ -797,6 +797,17 @@ inline int wait_fd_count_at_most(pid_t pid, int count, std::chrono::milliseconds
     }
 }
 
+// The same, until the process has at least `count` descriptors open.
+inline int wait_fd_count_at_least(pid_t pid, int count, std::chrono::milliseconds timeout) {
+    auto const deadline = clock::now() + timeout;
+    for (;;) {
+        int const n = open_fd_count(pid);
+        if (n >= count || clock::now() >= deadline)
+            return n;
+        std::this_thread::sleep_for(10ms);
+    }
+}
+
 } // namespace echo_test
 
 #endif // FIBERS_TEST_ECHO_TEST_SUPPORT_HPP

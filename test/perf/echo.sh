@@ -4,9 +4,9 @@
 # (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #
 # The echo benchmark: the fibers example echo server (--io hybrid, its
-# default, --io direct and --io token) against an Asio callback echo
-# server, driven by the same client runs, one server at a time. See
-# test/perf/README.md.
+# default, --io direct, --io token, and hybrid without the hub's idle spin)
+# against an Asio callback echo server, driven by the same client runs, one
+# server at a time. See test/perf/README.md.
 #
 #   test/perf/echo.sh [options] [BUILD_DIR]     BUILD_DIR: default build/release
 #
@@ -32,7 +32,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '6,30p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '6,31p' "$0" | sed 's/^# \{0,1\}//'
 }
 die() {
     printf 'echo.sh: %s\n' "$*" >&2
@@ -82,15 +82,16 @@ if $pin; then
 fi
 
 # The servers, in the order of the table; the last is the anchor.
-servers=(hybrid direct token asio)
+servers=(hybrid direct token nospin asio)
 declare -A server_name=([hybrid]="fibers --io hybrid" [direct]="fibers --io direct" [token]="fibers --io token"
-                        [asio]="asio callbacks")
+                        [nospin]="fibers --idle-spin 0" [asio]="asio callbacks")
 # server_command KEY: sets the array `command` (the caller's).
 server_command() {
     case "$1" in
         hybrid) command=("$echo_server" --io hybrid) ;;
         direct) command=("$echo_server" --io direct) ;;
         token) command=("$echo_server" --io token) ;;
+        nospin) command=("$echo_server" --io hybrid --idle-spin 0) ;;
         asio) command=("$asio_server") ;;
     esac
 }
@@ -215,7 +216,7 @@ for ((rep = 0; rep < repetitions; rep++)); do
             cpu=$(awk -v t=$((ticks_after - ticks_before)) -v hz="$ticks_per_second" -v r="$rate" \
                 -v s="$(awk -v w="$warmup" -v d="$duration" 'BEGIN { print w + d }')" \
                 'BEGIN { printf "%.3f", t / hz * 1e6 / (r * s) }')
-            printf '  run %d/%d  %-10s %-18s %10s round trips/s %8s us server CPU per round trip\n' \
+            printf '  run %d/%d  %-10s %-20s %10s round trips/s %8s us server CPU per round trip\n' \
                 $((rep + 1)) "$repetitions" "$workload" "${server_name[$current]}" "$rate" "$cpu" >&2
             key="$workload/$current"
             if [ -z "${best[$key]:-}" ] || [ "$rate" -gt "${best[$key]}" ]; then
@@ -230,7 +231,7 @@ done
 
 printf '\necho benchmark: best of %d runs of %s s (after %s s of warm-up); servers and client with --threads 1%s\n' \
     "$repetitions" "$duration" "$warmup" "$(if $pin; then echo ', pinned'; fi)"
-printf '%-34s %-18s %14s %8s %-19s %16s %8s\n' workload server "round trips/s" "vs asio" "goal" \
+printf '%-34s %-20s %14s %8s %-19s %16s %8s\n' workload server "round trips/s" "vs asio" "goal" \
     "server CPU us/rt" "vs asio"
 for workload in "${workloads[@]}"; do
     anchor=${best[$workload/asio]}
@@ -246,7 +247,7 @@ for workload in "${workloads[@]}"; do
             verdict=$(awk -v r="$ratio" -v g="${goal[$workload]}" \
                 'BEGIN { printf ">= %.1fx: %s", g, (r >= g ? "met" : "not met") }')
         fi
-        printf '%-34s %-18s %14s %7sx %-19s %16s %7sx\n' "${workload_name[$workload]}" "${server_name[$key]}" \
+        printf '%-34s %-20s %14s %7sx %-19s %16s %7sx\n' "${workload_name[$workload]}" "${server_name[$key]}" \
             "$rate" "$ratio" "$verdict" "${best_cpu[$workload/$key]}" "$cpu_ratio"
     done
 done
