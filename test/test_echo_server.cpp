@@ -1066,6 +1066,7 @@ BOOST_AUTO_TEST_CASE(negative_or_non_finite_numbers_fail_with_a_message) {
     check_rejected({"--idle-timeout", "1e300"}, "idle-timeout");
     check_rejected({"--max-connections", "-1"}, "max-connections");
     check_rejected({"--threads", "-1"}, "threads");
+    check_rejected({"--idle-spin", "-1"}, "idle-spin");
 }
 
 BOOST_AUTO_TEST_CASE(help_exits_zero) {
@@ -1075,7 +1076,7 @@ BOOST_AUTO_TEST_CASE(help_exits_zero) {
     BOOST_CHECK_MESSAGE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0,
                         "echo_server --help: " << describe_wait_status(*status));
     std::string const out = server->stdout_text();
-    for (char const* option : {"--host", "--port", "--threads", "--idle-timeout", "--max-connections", "--io"})
+    for (char const* option : {"--host", "--port", "--threads", "--idle-timeout", "--max-connections", "--idle-spin", "--io"})
         BOOST_CHECK_MESSAGE(out.find(option) != std::string::npos, "--help does not describe " << option);
     BOOST_CHECK(out.find("listening on") == std::string::npos);
 }
