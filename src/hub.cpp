@@ -297,12 +297,14 @@ void hub::dispatch_until_closed() {
     }
 }
 
-std::size_t hub::run_handlers(bool block) {
+void hub::run_handlers(bool block) {
     try {
-        return block ? io_.run_one() : io_.poll();
+        if (block)
+            io_.run_one();
+        else
+            io_.poll();
     } catch (...) {
         detail::log_current_exception("exception in an Asio handler of the hub (dropped)");
-        return 1;
     }
 }
 

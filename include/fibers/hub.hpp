@@ -188,8 +188,8 @@ private:
     std::any switch_to_slowly();
     void run_loop();
     void dispatch_until_closed();
-    // Runs ready Asio handlers, waiting for one if `block`; their count.
-    std::size_t run_handlers(bool block);
+    void run_handlers(bool block);
+    // Out of work: polls for a while if busy (idle_spin), then sleeps.
     void wait_for_work();
     void take_remote();
     void arm_interrupt();
