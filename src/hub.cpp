@@ -292,8 +292,6 @@ void hub::dispatch_until_closed() {
                 run_handlers(false);
             }
         }
-        if (io_.stopped()) // loop().stop() ends the hub, as close() does
-            stop_accepting();
     }
 }
 
@@ -306,6 +304,10 @@ void hub::run_handlers(bool block) {
     } catch (...) {
         detail::log_current_exception("exception in an Asio handler of the hub (dropped)");
     }
+    // loop().stop() ends the hub, as close() does. Checked here, where the
+    // loop runs, rather than per dispatch: io_context::stopped() locks.
+    if (io_.stopped())
+        stop_accepting();
 }
 
 void hub::wait_for_work() {
@@ -320,7 +322,8 @@ void hub::wait_for_work() {
         auto const until = idle_since + budget;
         do {
             run_handlers(false);
-            if (ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) || io_.stopped())
+            if (ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) ||
+                state_.load(std::memory_order_relaxed) != hub_state::open)
                 return; // work came while spinning: spin again next time
         } while (clock::now() < until);
     }
@@ -356,13 +359,7 @@ void hub::shut_down() noexcept {
     stop_accepting();
     loop_running_ = false;
     detail::thread_state& ts = *thread_;
-    {
-        std::lock_guard<std::mutex> lock(ts.anchor->mutex);
-        if (ts.anchor->wake_argument == this) {
-            ts.anchor->wake = nullptr;
-            ts.anchor->wake_argument = nullptr;
-        }
-    }
+    forget_anchor_wake();
     if (signals_) {
         boost::system::error_code ignored;
         signals_->set.cancel(ignored);
@@ -384,16 +381,8 @@ void hub::shut_down() noexcept {
             hub_access::release_task(*this, t);
         ts.release_here(t);
     }
+    take_remote(); // the mailbox is closed: nothing comes after this
     while (detail::ready_entry* e = ready_.pop_front())
-        if (e->discard != nullptr)
-            e->discard(*e);
-    std::vector<detail::ready_entry*> remote;
-    {
-        std::lock_guard<std::mutex> lock(mailbox_->mutex);
-        remote.swap(mailbox_->entries);
-        mailbox_->pending.store(false, std::memory_order_relaxed);
-    }
-    for (detail::ready_entry* e : remote)
         if (e->discard != nullptr)
             e->discard(*e);
     state_.store(hub_state::closed, std::memory_order_release);
@@ -413,14 +402,16 @@ void hub::unlink_task(detail::task_record* t) noexcept {
         task_list::unlink(newest_task_, t);
 }
 
-void hub::detach_everything() noexcept {
-    {
-        std::lock_guard<std::mutex> lock(thread_->anchor->mutex);
-        if (thread_->anchor->wake_argument == this) {
-            thread_->anchor->wake = nullptr;
-            thread_->anchor->wake_argument = nullptr;
-        }
+void hub::forget_anchor_wake() noexcept {
+    std::lock_guard<std::mutex> lock(thread_->anchor->mutex);
+    if (thread_->anchor->wake_argument == this) {
+        thread_->anchor->wake = nullptr;
+        thread_->anchor->wake_argument = nullptr;
     }
+}
+
+void hub::detach_everything() noexcept {
+    forget_anchor_wake();
     for (detail::task_record* t = newest_task_; t != nullptr; t = t->older_task)
         t->owner = nullptr;
     newest_task_ = nullptr;

@@ -199,6 +199,8 @@ private:
     void link_task(detail::task_record* t) noexcept;
     void unlink_task(detail::task_record* t) noexcept;
     void detach_everything() noexcept;
+    // Another thread's handed-back fiber references no longer wake this hub.
+    void forget_anchor_wake() noexcept;
 
     boost::asio::io_context io_{1};
     fiber fiber_;
