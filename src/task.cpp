@@ -87,11 +87,15 @@ task_record::task_record() noexcept {
     cancel_entry.take = &take_cancel;
 }
 
-task_record::~task_record() {
+void task_record::unqueue_entries() noexcept {
     if (start_entry.queued())
         ready_queue::erase(start_entry);
     if (cancel_entry.queued())
         ready_queue::erase(cancel_entry);
+}
+
+task_record::~task_record() {
+    unqueue_entries();
     if (owner != nullptr)
         hub_access::forget_task(*owner, this);
     if (mailbox != nullptr)
@@ -193,10 +197,7 @@ void end_task(task_record& t) noexcept {
         j->prev = j->next = nullptr;
         j->wake();
     }
-    if (t.start_entry.queued())
-        ready_queue::erase(t.start_entry);
-    if (t.cancel_entry.queued())
-        ready_queue::erase(t.cancel_entry);
+    t.unqueue_entries();
     if (t.owner != nullptr)
         hub_access::release_task(*t.owner, &t);
 }

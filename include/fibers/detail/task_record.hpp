@@ -77,6 +77,8 @@ public:
     bool cancel_requested = false;
     std::string cancel_message;
     entry cancel_entry;
+    // Takes the start and cancel entries off the hub's queue, if there.
+    void unqueue_entries() noexcept;
 
     bool done = false; // its end was processed: done callbacks ran, joiners woken
     std::vector<std::pair<std::size_t, std::function<void()>>> done_callbacks;
