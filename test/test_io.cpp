@@ -197,6 +197,23 @@ BOOST_AUTO_TEST_CASE(deadlines_cover_the_whole_call) {
     });
 }
 
+// A peer that trickles one byte at a time, each within the timeout: the
+// deadline of read() is for the whole read, not for each wait.
+BOOST_AUTO_TEST_CASE(a_trickling_peer_does_not_extend_a_read_deadline) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        fibers::task trickle = fibers::spawn([&client = client] {
+            for (int i = 0; i < 10; ++i) {
+                fibers::sleep(30ms);
+                fibers::write(client, asio::buffer("x", 1));
+            }
+        });
+        char buffer[10];
+        BOOST_CHECK_THROW(fibers::read(server, asio::buffer(buffer), fibers::yield.after(100ms)), fibers::timeout);
+        trickle.join();
+    });
+}
+
 BOOST_AUTO_TEST_CASE(cancelling_a_reader_loses_nothing) {
     on_new_thread([] {
         auto [client, server] = connected_pair(fibers::get_hub().loop());

@@ -96,17 +96,35 @@ void consume(std::vector<Buffer>& rest, std::size_t n) {
 }
 
 // Calls `some(rest, token[ec])` until `buffers` are all transferred or it
-// fails; returns the bytes transferred.
+// fails; returns the bytes transferred. A deadline covers the whole call.
 template <class Buffer, class BufferSequence, class Some>
 std::size_t transfer_all(BufferSequence const& buffers, yield_t const& token, Some some) {
-    std::vector<Buffer> rest(boost::asio::buffer_sequence_begin(buffers), boost::asio::buffer_sequence_end(buffers));
     std::size_t const total = boost::asio::buffer_size(buffers);
-    std::size_t done = 0;
+    if (total == 0)
+        return 0;
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (auto timeout = token.timeout())
+        deadline = std::chrono::steady_clock::now() + *timeout;
     boost::system::error_code ec;
-    while (done < total && !ec) {
-        std::size_t n = some(rest, token[ec]);
-        done += n;
-        consume(rest, n);
+    auto rest_of_token = [&] {
+        if (!deadline)
+            return token[ec];
+        auto left = *deadline - std::chrono::steady_clock::now();
+        if (left <= left.zero())
+            throw_timeout();
+        return token[ec].after(left);
+    };
+    // Most calls finish at once: the buffers are copied only when not.
+    std::size_t done = some(buffers, token[ec]);
+    if (done < total && !ec) {
+        std::vector<Buffer> rest(boost::asio::buffer_sequence_begin(buffers),
+                                 boost::asio::buffer_sequence_end(buffers));
+        consume(rest, done);
+        while (done < total && !ec) {
+            std::size_t n = some(rest, rest_of_token());
+            done += n;
+            consume(rest, n);
+        }
     }
     report(ec, token);
     return done;
