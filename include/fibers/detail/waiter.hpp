@@ -1,0 +1,124 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_DETAIL_WAITER_HPP
+#define FIBERS_DETAIL_WAITER_HPP
+
+// How the sync primitives and futures wait, from any fiber or thread.
+//
+// A primitive guards its state with a std::mutex and keeps the parties that
+// wait on it in a waiter_list under that mutex. Whoever changes the state
+// (a release, a set, a put) unlinks a waiter and wakes it, still holding the
+// mutex: a linked waiter cannot go away, so the wake never touches a dead
+// waiter, and "unlinked" is the whole truth about whether it was woken.
+//
+// A party is a fiber of a thread whose hub is alive (it waits through the
+// hub, which serves every other fiber meanwhile), or a thread with no live
+// hub (it blocks on a condition variable). Either may be on a different
+// thread from the one that wakes it.
+
+#include <fibers/switch_back.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <mutex>
+#include <optional>
+
+namespace fibers::detail {
+
+using wait_clock = std::chrono::steady_clock;
+using deadline = std::optional<wait_clock::time_point>;
+
+// A deadline `timeout` from now; a negative timeout is one already passed.
+template <class Rep, class Period>
+wait_clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) {
+    auto const now = wait_clock::now();
+    if (timeout <= timeout.zero())
+        return now;
+    // Saturate: a timeout of years must not overflow into the past.
+    auto const left = std::chrono::duration_cast<std::chrono::duration<double>>(wait_clock::time_point::max() - now);
+    if (std::chrono::duration<double>(timeout) >= left)
+        return wait_clock::time_point::max();
+    return now + std::chrono::ceil<wait_clock::duration>(timeout);
+}
+
+// Who holds an owned primitive (a mutex): the running fiber, or the thread
+// when no fiber of it was ever made (then its root, made here).
+void const* current_owner() noexcept;
+
+class waiter_list;
+
+// One waiting party, on its own stack for the length of one wait.
+class waiter {
+public:
+    waiter() = default;
+    waiter(waiter const&) = delete;
+    waiter& operator=(waiter const&) = delete;
+
+    bool linked() const noexcept { return list_ != nullptr; }
+    // A waker unlinked it (rather than its deadline or an exception).
+    bool woken() const noexcept { return woken_; }
+
+    // What a primitive may keep with its waiter (a queue's item, a
+    // priority), set before the wait and read by the waker.
+    void* payload = nullptr;
+
+private:
+    friend class waiter_list;
+    void wake() noexcept;
+
+    waiter* next_ = nullptr;
+    waiter* prev_ = nullptr;
+    waiter_list* list_ = nullptr;
+    bool woken_ = false;
+    // One of the two, set for the wait.
+    switch_back<>* resume_ = nullptr;
+    std::condition_variable* blocked_ = nullptr;
+};
+
+// The waiters of one primitive, first come first woken. Every member is
+// called with the primitive's mutex held.
+class waiter_list {
+public:
+    waiter_list() = default;
+    waiter_list(waiter_list const&) = delete;
+    waiter_list& operator=(waiter_list const&) = delete;
+
+    bool empty() const noexcept { return first_ == nullptr; }
+    std::size_t size() const noexcept { return size_; }
+    waiter* front() const noexcept { return first_; }
+
+    // Unlinks the first waiter and wakes it; false if there was none.
+    bool wake_one() noexcept;
+    // Unlinks and wakes every waiter; how many there were.
+    std::size_t wake_all() noexcept;
+    // Unlinks `w` and wakes it.
+    void wake(waiter& w) noexcept;
+
+    // The calling fiber or thread waits in the list until a waker unlinks
+    // it (true) or `until` passes (false). `lock` holds the primitive's
+    // mutex on entry, on return and when an exception leaves (a task's
+    // cancel, a hub closing); it is released while waiting. Whatever ends
+    // the wait, the waiter is unlinked by then.
+    bool wait(std::unique_lock<std::mutex>& lock, deadline until) {
+        waiter w;
+        return wait(lock, until, w);
+    }
+    // The same with the caller's waiter: a primitive whose waker hands the
+    // woken party something (a mutex's ownership, a notification) catches
+    // the exception, passes that on if `w.woken()`, and rethrows.
+    bool wait(std::unique_lock<std::mutex>& lock, deadline until, waiter& w);
+
+private:
+    void push_back(waiter& w) noexcept;
+    void unlink(waiter& w) noexcept;
+
+    waiter* first_ = nullptr;
+    waiter* last_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+} // namespace fibers::detail
+
+#endif // FIBERS_DETAIL_WAITER_HPP

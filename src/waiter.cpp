@@ -1,0 +1,169 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "hub_internals.hpp"
+
+#include <fibers/detail/waiter.hpp>
+#include <fibers/switchpoint.hpp>
+
+namespace fibers::detail {
+
+void const* current_owner() noexcept { return this_thread_state().current; }
+
+void waiter::wake() noexcept {
+    woken_ = true;
+    if (resume_ != nullptr)
+        resume_->switch_to();
+    else
+        blocked_->notify_one();
+}
+
+void waiter_list::push_back(waiter& w) noexcept {
+    w.list_ = this;
+    w.woken_ = false;
+    w.next_ = nullptr;
+    w.prev_ = last_;
+    if (last_ != nullptr)
+        last_->next_ = &w;
+    else
+        first_ = &w;
+    last_ = &w;
+    ++size_;
+}
+
+void waiter_list::unlink(waiter& w) noexcept {
+    if (w.prev_ != nullptr)
+        w.prev_->next_ = w.next_;
+    else
+        first_ = w.next_;
+    if (w.next_ != nullptr)
+        w.next_->prev_ = w.prev_;
+    else
+        last_ = w.prev_;
+    w.next_ = w.prev_ = nullptr;
+    w.list_ = nullptr;
+    --size_;
+}
+
+void waiter_list::wake(waiter& w) noexcept {
+    unlink(w);
+    w.wake();
+}
+
+bool waiter_list::wake_one() noexcept {
+    if (first_ == nullptr)
+        return false;
+    wake(*first_);
+    return true;
+}
+
+std::size_t waiter_list::wake_all() noexcept {
+    std::size_t woken = 0;
+    while (wake_one())
+        ++woken;
+    return woken;
+}
+
+namespace {
+
+// The hub the calling fiber waits through, or nullptr when it blocks its
+// thread: a thread that never made a hub, or whose hub has closed.
+hub* live_hub() noexcept {
+    thread_state* ts = current_thread_state;
+    hub* h = ts != nullptr ? static_cast<hub*>(ts->hub) : nullptr;
+    return h != nullptr && h->is_alive() ? h : nullptr;
+}
+
+// A switch_back made for one wait, with the time left of a deadline.
+void make_resume(std::optional<switch_back<>>& resume, bool timed, wait_clock::time_point end) {
+    if (timed)
+        resume.emplace(end - wait_clock::now());
+    else
+        resume.emplace();
+}
+
+} // namespace
+
+bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waiter& w) {
+    switchpoint();
+    // The deadline as a plain time: an optional's value read in both
+    // branches below trips g++ 12's uninitialised-use warning.
+    wait_clock::time_point const end = until.value_or(wait_clock::time_point::max());
+    bool const timed = end != wait_clock::time_point::max();
+    if (timed && end <= wait_clock::now())
+        return false;
+    bool through_hub = false;
+    if (hub* h = live_hub()) {
+        hub_access::check_may_wait(*h); // not from the hub fiber itself
+        through_hub = true;
+    }
+    // Made before the waiter is linked: a linked waiter must not be left
+    // behind by an exception (std::bad_alloc) from making them.
+    std::optional<switch_back<>> resume;
+    std::optional<std::condition_variable> blocked;
+    if (through_hub)
+        make_resume(resume, timed, end);
+    else
+        blocked.emplace();
+    push_back(w);
+    // Until a waker unlinks it or the deadline passes. A fiber may also be
+    // resumed by something else (its hub closing under the root fiber, a
+    // stray switch_back): it then waits again, through the hub while the
+    // hub lives, blocking its thread after.
+    while (w.linked() && !(timed && wait_clock::now() >= end)) {
+        if (!through_hub) {
+            if (!blocked)
+                blocked.emplace(); // the hub closed under a root fiber
+            w.blocked_ = &*blocked;
+            if (timed) {
+                while (w.linked() && blocked->wait_until(lock, end) != std::cv_status::timeout) {
+                }
+            } else {
+                blocked->wait(lock, [&w] { return !w.linked(); });
+            }
+            w.blocked_ = nullptr;
+            break;
+        }
+        if (!resume) {
+            try {
+                make_resume(resume, timed, end);
+            } catch (...) {
+                unlink(w);
+                throw;
+            }
+        }
+        w.resume_ = &*resume;
+        lock.unlock();
+        try {
+            resume->wait();
+        } catch (timeout const&) {
+            lock.lock();
+            w.resume_ = nullptr;
+            if (!resume->timed_out()) { // somebody else's timeout, thrown in
+                if (w.linked())
+                    unlink(w);
+                throw;
+            }
+            break; // the deadline, unless a waker came first
+        } catch (...) {
+            lock.lock();
+            w.resume_ = nullptr;
+            // A cancel or an unwinding: the caller passes on a wake that
+            // came first (w.woken()).
+            if (w.linked())
+                unlink(w);
+            throw;
+        }
+        lock.lock();
+        w.resume_ = nullptr;
+        resume.reset(); // each wait through the hub needs a fresh one
+        through_hub = live_hub() != nullptr;
+    }
+    if (w.linked()) {
+        unlink(w);
+        return false;
+    }
+    return true;
+}
+
+} // namespace fibers::detail
