@@ -16,6 +16,7 @@
 #include <fibers/stack.hpp>
 #include <fibers/switch_back.hpp>
 #include <fibers/switchpoint.hpp>
+#include <fibers/sync.hpp>
 #include <fibers/task.hpp>
 #include <fibers/yield.hpp>
 

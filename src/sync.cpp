@@ -1,0 +1,267 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "hub_internals.hpp"
+
+#include <fibers/switchpoint.hpp>
+#include <fibers/sync.hpp>
+
+namespace fibers {
+
+namespace detail {
+
+namespace {
+
+std::uintptr_t caller_identity() noexcept { return reinterpret_cast<std::uintptr_t>(current_owner()); }
+
+// The checks waiter_list::wait makes before it waits, made before a
+// condition lets its lock go: once released, the lock must not be lost to
+// an error that a wait was never possible.
+void check_caller_may_wait() {
+    switchpoint();
+    thread_state const* ts = current_thread_state;
+    hub const* h = ts != nullptr ? static_cast<hub const*>(ts->hub) : nullptr;
+    if (h != nullptr && h->is_alive())
+        hub_access::check_may_wait(*h);
+}
+
+} // namespace
+
+bool lock_core::held_by_caller() const noexcept {
+    // Only the caller itself can make the word name it, so a plain read is exact.
+    return (state_.load(std::memory_order_relaxed) & ~contended) == caller_identity();
+}
+
+std::size_t lock_core::waiter_count() const {
+    std::lock_guard<std::mutex> lock(guard_);
+    return waiters_.size();
+}
+
+lock_core::attempt lock_core::try_acquire(std::uintptr_t me) noexcept {
+    std::uintptr_t seen = 0;
+    if (state_.compare_exchange_strong(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+        count_ = 1;
+        return attempt::acquired;
+    }
+    if ((seen & ~contended) != me)
+        return attempt::held_by_another;
+    if (!recursive_)
+        return attempt::held_by_caller;
+    ++count_;
+    return attempt::acquired;
+}
+
+bool lock_core::acquire(bool blocking) {
+    if (blocking)
+        switchpoint();
+    std::uintptr_t const me = caller_identity();
+    switch (try_acquire(me)) {
+    case attempt::acquired:
+        return true;
+    case attempt::held_by_caller:
+        if (blocking)
+            throw error("fibers: acquire() of a mutex that the calling fiber holds would wait forever");
+        return false;
+    case attempt::held_by_another:
+        break;
+    }
+    return blocking && acquire_slow(me, std::nullopt);
+}
+
+bool lock_core::acquire_until(wait_clock::time_point until) {
+    switchpoint();
+    std::uintptr_t const me = caller_identity();
+    // A mutex's own owner waits out the timeout, as in Python.
+    return try_acquire(me) == attempt::acquired || acquire_slow(me, until);
+}
+
+bool lock_core::acquire_slow(std::uintptr_t me, deadline until) {
+    std::unique_lock<std::mutex> lock(guard_);
+    for (;;) {
+        std::uintptr_t seen = state_.load(std::memory_order_relaxed);
+        for (;;) {
+            if (seen == 0) {
+                // Free, so nobody waits (a release with waiters hands it over).
+                if (state_.compare_exchange_weak(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+                    count_ = 1;
+                    return true;
+                }
+            } else if ((seen & contended) != 0 ||
+                       state_.compare_exchange_weak(seen, seen | contended, std::memory_order_relaxed)) {
+                // The owner's release now fails its fast path and takes
+                // guard_, which is held until this waiter is in the list.
+                break;
+            }
+        }
+        waiter w;
+        w.payload = reinterpret_cast<void*>(me);
+        bool got;
+        try {
+            got = waiters_.wait(lock, until, w);
+        } catch (...) {
+            if (w.woken())
+                hand_on_locked(); // handed the lock, then cancelled: the next waiter gets it
+            throw;
+        }
+        if (got) {
+            count_ = 1;
+            return true;
+        }
+        // An untimed wait ends unwoken only when its fiber was resumed by
+        // something else (its hub ended under a waiting root): wait again.
+        if (until)
+            return false;
+    }
+}
+
+void lock_core::hand_on_locked() noexcept {
+    if (waiter* first = waiters_.front()) {
+        std::uintptr_t next = reinterpret_cast<std::uintptr_t>(first->payload);
+        if (waiters_.size() > 1)
+            next |= contended;
+        state_.store(next, std::memory_order_release);
+        waiters_.wake_one();
+    } else {
+        state_.store(0, std::memory_order_release);
+    }
+}
+
+void lock_core::release() {
+    std::uintptr_t const me = caller_identity();
+    std::uintptr_t seen = state_.load(std::memory_order_relaxed);
+    if ((seen & ~contended) != me)
+        throw error(recursive_ ? "fibers: release of a recursive_mutex that the calling fiber does not own"
+                               : "fibers: release of a mutex that the calling fiber does not hold");
+    if (recursive_ && count_ > 1) {
+        --count_;
+        return;
+    }
+    count_ = 0;
+    seen = me;
+    if (state_.compare_exchange_strong(seen, 0, std::memory_order_release, std::memory_order_relaxed))
+        return;
+    std::lock_guard<std::mutex> lock(guard_);
+    hand_on_locked();
+}
+
+std::size_t lock_core::release_all() {
+    if (!held_by_caller())
+        throw error("fibers: a condition's lock must be held by the fiber that waits or notifies");
+    std::size_t const levels = count_;
+    count_ = 1;
+    release();
+    return levels;
+}
+
+void lock_core::restore(std::size_t levels) {
+    acquire(true);
+    count_ = levels;
+}
+
+} // namespace detail
+
+void event::set() {
+    std::lock_guard<std::mutex> lock(guard_);
+    flag_.store(true, std::memory_order_release);
+    waiters_.wake_all();
+}
+
+void event::clear() {
+    std::lock_guard<std::mutex> lock(guard_);
+    flag_.store(false, std::memory_order_release);
+}
+
+bool event::wait_until(detail::deadline until) {
+    switchpoint();
+    if (flag_.load(std::memory_order_acquire))
+        return true;
+    std::unique_lock<std::mutex> lock(guard_);
+    if (flag_.load(std::memory_order_relaxed))
+        return true;
+    // Woken only by set(): true even if the flag was cleared again since, as in Python.
+    while (!waiters_.wait(lock, until)) {
+        if (until || flag_.load(std::memory_order_relaxed))
+            return flag_.load(std::memory_order_relaxed);
+    }
+    return true;
+}
+
+std::size_t event::waiter_count() const {
+    std::lock_guard<std::mutex> lock(guard_);
+    return waiters_.size();
+}
+
+void condition::check_may_wait() {
+    if (!lock_->held_by_caller())
+        throw error("fibers: condition::wait without holding its lock");
+    detail::check_caller_may_wait();
+}
+
+void condition::notify(std::size_t n) {
+    if (!lock_->held_by_caller())
+        throw error("fibers: condition::notify without holding its lock");
+    std::lock_guard<std::mutex> lock(guard_);
+    while (n > 0 && waiters_.wake_one())
+        --n;
+}
+
+void condition::notify_all() {
+    if (!lock_->held_by_caller())
+        throw error("fibers: condition::notify_all without holding its lock");
+    std::lock_guard<std::mutex> lock(guard_);
+    waiters_.wake_all();
+}
+
+std::size_t condition::waiter_count() const {
+    std::lock_guard<std::mutex> lock(guard_);
+    return waiters_.size();
+}
+
+// Takes the lock back whatever happens: the caller's lock_guard or
+// unique_lock releases it on the way out, and a release of a lock not held
+// throws, from a destructor. A cancel that comes meanwhile is kept for after.
+std::exception_ptr condition::reacquire(std::size_t levels) {
+    std::exception_ptr interrupted;
+    for (;;) {
+        try {
+            lock_->restore(levels);
+            return interrupted;
+        } catch (cancelled const&) {
+            if (!interrupted)
+                interrupted = std::current_exception();
+        }
+    }
+}
+
+bool condition::wait_until(detail::deadline until) {
+    check_may_wait();
+    if (until && *until <= detail::wait_clock::now())
+        return false; // try once: nothing can have notified a waiter not yet waiting
+    std::unique_lock<std::mutex> lock(guard_);
+    // In the list before the lock goes: a notifier, who holds the lock, finds it there.
+    std::size_t const levels = lock_->release_all();
+    detail::waiter w;
+    bool notified;
+    try {
+        notified = waiters_.wait(lock, until, w);
+    } catch (...) {
+        if (w.woken())
+            waiters_.wake_one(); // notified, then cancelled: the notification goes to another waiter
+        lock.unlock();
+        reacquire(levels);
+        throw;
+    }
+    lock.unlock();
+    if (std::exception_ptr interrupted = reacquire(levels)) {
+        if (notified) {
+            lock.lock();
+            waiters_.wake_one();
+        }
+        std::rethrow_exception(interrupted);
+    }
+    // Untimed, an unnotified return is a spurious wake-up, which callers of
+    // a condition allow for: still true, as Python's wait() is.
+    return notified || !until;
+}
+
+} // namespace fibers

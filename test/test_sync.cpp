@@ -1,0 +1,1264 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#define BOOST_TEST_MODULE sync
+#include <boost/test/unit_test.hpp>
+
+#include <fibers/hub.hpp>
+#include <fibers/switchpoint.hpp>
+#include <fibers/sync.hpp>
+#include <fibers/task.hpp>
+
+#include "hub_support.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using fibers_test::captured_log;
+using fibers_test::event_log;
+using fibers_test::on_new_thread;
+
+namespace {
+
+// Waits until `done()`, letting the hub run meanwhile: for a test that must
+// know that another fiber or thread already waits on a primitive.
+template <class Pred>
+void poll_in_fiber(Pred done) {
+    auto const give_up = std::chrono::steady_clock::now() + 20s;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > give_up)
+            throw std::runtime_error("poll_in_fiber: gave up");
+        fibers::sleep(1ms);
+    }
+}
+
+// The same on a thread without a hub.
+template <class Pred>
+void poll_in_thread(Pred done) {
+    auto const give_up = std::chrono::steady_clock::now() + 20s;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > give_up)
+            throw std::runtime_error("poll_in_thread: gave up");
+        std::this_thread::sleep_for(1ms);
+    }
+}
+
+// Runs `fn` on a plain thread (no hub) and rethrows what escaped it, from join().
+class plain_thread {
+public:
+    template <class Fn>
+    explicit plain_thread(Fn fn)
+        : thread_([this, fn]() mutable {
+              try {
+                  fn();
+              } catch (...) {
+                  failure_ = std::current_exception();
+              }
+          }) {}
+    plain_thread(plain_thread const&) = delete;
+    plain_thread& operator=(plain_thread const&) = delete;
+    ~plain_thread() {
+        if (thread_.joinable())
+            thread_.join();
+    }
+    void join() {
+        thread_.join();
+        if (failure_)
+            std::rethrow_exception(failure_);
+    }
+
+private:
+    std::exception_ptr failure_;
+    std::thread thread_;
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(mutex)
+
+BOOST_AUTO_TEST_CASE(acquire_release_locked) {
+    on_new_thread([] {
+        fibers::mutex m;
+        BOOST_TEST(!m.locked());
+        BOOST_TEST(m.acquire());
+        BOOST_TEST(m.locked());
+        BOOST_TEST(!m.acquire(false)); // not recursive: acquire(false) by the owner fails
+        BOOST_TEST(!m.try_lock());
+        m.release();
+        BOOST_TEST(!m.locked());
+        BOOST_TEST(m.acquire(false));
+        m.unlock();
+        BOOST_TEST(m.acquire(10ms));
+        m.release();
+        BOOST_TEST(m.waiter_count() == 0u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(release_by_a_non_holder_throws) {
+    on_new_thread([] {
+        fibers::mutex m;
+        BOOST_CHECK_THROW(m.release(), fibers::error); // not held at all
+        m.acquire();
+        // Held by the root fiber: another fiber of the same thread does not hold it.
+        bool threw = false, got = true;
+        fibers::spawn([&] {
+            got = m.acquire(false);
+            try {
+                m.release();
+            } catch (fibers::error const&) {
+                threw = true;
+            }
+        }).join();
+        BOOST_TEST(threw);
+        BOOST_TEST(!got);
+        BOOST_TEST(m.locked());
+        // Nor does another thread.
+        plain_thread other([&] { BOOST_CHECK_THROW(m.release(), fibers::error); });
+        other.join();
+        m.release();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(blocking_acquire_by_the_owner_throws_a_timed_one_times_out) {
+    on_new_thread([] {
+        fibers::mutex m;
+        m.acquire();
+        BOOST_CHECK_THROW(m.acquire(), fibers::error);
+        BOOST_CHECK_THROW(m.lock(), fibers::error);
+        BOOST_TEST(!m.acquire(10ms));
+        BOOST_TEST(!m.acquire(0ms));
+        BOOST_TEST(m.locked());
+        m.release();
+        BOOST_TEST(!m.locked());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(standard_lock_helpers) {
+    on_new_thread([] {
+        fibers::mutex a;
+        fibers::mutex b;
+        {
+            std::lock_guard<fibers::mutex> g(a);
+            BOOST_TEST(a.locked());
+        }
+        BOOST_TEST(!a.locked());
+        {
+            std::unique_lock<fibers::mutex> u(a, std::try_to_lock);
+            BOOST_TEST(u.owns_lock());
+            u.unlock();
+            BOOST_TEST(!a.locked());
+            u.lock();
+            BOOST_TEST(a.locked());
+        }
+        {
+            std::scoped_lock both(a, b);
+            BOOST_TEST(a.locked());
+            BOOST_TEST(b.locked());
+        }
+        BOOST_TEST(!a.locked());
+        BOOST_TEST(!b.locked());
+        // std::lock with one of them held by another task: it waits, then takes both.
+        bool other_released = false;
+        fibers::task holder = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> g(b);
+            fibers::sleep(5ms);
+            other_released = true;
+        });
+        fibers::sleep(0s);
+        {
+            std::scoped_lock both(a, b);
+            BOOST_TEST(other_released);
+        }
+        holder.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(contention_between_tasks_of_one_hub) {
+    on_new_thread([] {
+        fibers::mutex m;
+        int counter = 0;
+        int inside = 0;
+        bool overlapped = false;
+        std::vector<fibers::task> tasks;
+        for (int i = 0; i < 8; ++i)
+            tasks.push_back(fibers::spawn([&] {
+                for (int k = 0; k < 50; ++k) {
+                    std::lock_guard<fibers::mutex> g(m);
+                    overlapped |= ++inside != 1;
+                    int const seen = counter;
+                    fibers::sleep(0s); // every other task runs now, and must wait
+                    counter = seen + 1;
+                    --inside;
+                }
+            }));
+        for (auto& t : tasks)
+            t.join();
+        BOOST_TEST(counter == 400);
+        BOOST_TEST(!overlapped);
+        BOOST_TEST(!m.locked());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(waiters_get_it_in_arrival_order_and_a_releaser_cannot_barge) {
+    on_new_thread([] {
+        fibers::mutex m;
+        event_log order;
+        m.acquire();
+        std::vector<fibers::task> tasks;
+        for (std::string name : {"a", "b", "c"})
+            tasks.push_back(fibers::spawn([&, name] {
+                m.acquire();
+                order(name);
+                m.release();
+            }));
+        poll_in_fiber([&] { return m.waiter_count() == 3; });
+        m.release();
+        // Handed to "a" at once: the releaser cannot take it back before the waiters.
+        BOOST_TEST(m.locked());
+        BOOST_TEST(!m.acquire(false));
+        m.acquire();
+        order("root");
+        m.release();
+        for (auto& t : tasks)
+            t.join();
+        BOOST_TEST(order.events == (std::vector<std::string>{"a", "b", "c", "root"}));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(timed_acquire) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::event release_it;
+        fibers::task holder = fibers::spawn([&] {
+            m.acquire();
+            release_it.wait();
+            m.release();
+        });
+        poll_in_fiber([&] { return m.locked(); });
+        BOOST_TEST(!m.acquire(10ms));
+        BOOST_TEST(!m.acquire(0ms));
+        BOOST_TEST(!m.acquire(-5ms));
+        BOOST_TEST(m.waiter_count() == 0u); // a waiter that timed out is gone
+        release_it.set();
+        BOOST_TEST(m.acquire(10s));
+        m.release();
+        holder.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_timed_waiter_that_is_handed_the_lock_has_it) {
+    on_new_thread([] {
+        fibers::mutex m;
+        m.acquire();
+        bool got = false;
+        fibers::task waiter = fibers::spawn([&] {
+            got = m.acquire(10s);
+            if (got)
+                m.release();
+        });
+        poll_in_fiber([&] { return m.waiter_count() == 1; });
+        m.release();
+        waiter.join();
+        BOOST_TEST(got);
+        BOOST_TEST(!m.locked());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(tasks_of_hubs_on_different_threads) {
+    fibers::mutex m;
+    long counter = 0; // guarded by m: TSan checks that it is
+    std::atomic<int> inside{0};
+    std::atomic<bool> overlapped{false};
+    auto work = [&] {
+        on_new_thread([&] {
+            std::vector<fibers::task> tasks;
+            for (int i = 0; i < 4; ++i)
+                tasks.push_back(fibers::spawn([&] {
+                    for (int k = 0; k < 200; ++k) {
+                        std::lock_guard<fibers::mutex> g(m);
+                        if (inside.fetch_add(1) != 0)
+                            overlapped = true;
+                        long const seen = counter;
+                        if (k % 8 == 0)
+                            fibers::sleep(0s);
+                        counter = seen + 1;
+                        inside.fetch_sub(1);
+                    }
+                }));
+            for (auto& t : tasks)
+                t.join();
+        });
+    };
+    std::thread one(work);
+    std::thread two(work);
+    one.join();
+    two.join();
+    BOOST_TEST(counter == 1600);
+    BOOST_TEST(!overlapped);
+    BOOST_TEST(!m.locked());
+}
+
+BOOST_AUTO_TEST_CASE(plain_threads_and_tasks_together) {
+    fibers::mutex m;
+    long counter = 0;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i)
+        threads.emplace_back([&] {
+            for (int k = 0; k < 300; ++k) {
+                std::lock_guard<fibers::mutex> g(m); // blocks the thread
+                ++counter;
+            }
+        });
+    on_new_thread([&] {
+        std::vector<fibers::task> tasks;
+        for (int i = 0; i < 3; ++i)
+            tasks.push_back(fibers::spawn([&] {
+                for (int k = 0; k < 300; ++k) {
+                    std::lock_guard<fibers::mutex> g(m);
+                    long const seen = counter;
+                    fibers::sleep(0s);
+                    counter = seen + 1;
+                }
+            }));
+        for (auto& t : tasks)
+            t.join();
+    });
+    for (auto& t : threads)
+        t.join();
+    BOOST_TEST(counter == 1800);
+}
+
+BOOST_AUTO_TEST_CASE(a_plain_thread_hands_to_a_waiting_task_and_back) {
+    on_new_thread([] {
+        fibers::mutex m;
+        std::atomic<int> phase{0};
+        std::atomic<bool> timed_out{false};
+        fibers::event task_has_it;
+        plain_thread other([&] {
+            m.acquire();
+            phase = 1;
+            poll_in_thread([&] { return m.waiter_count() == 1; }); // the task waits
+            m.release();
+            task_has_it.wait();         // a plain thread blocks on an event
+            timed_out = !m.acquire(10ms); // and times out on the mutex
+            phase = 2;
+            m.acquire(); // then blocks until the task releases
+            m.release();
+        });
+        poll_in_fiber([&] { return phase == 1; });
+        BOOST_REQUIRE(m.acquire(20s)); // the root fiber waits through its hub
+        task_has_it.set();
+        poll_in_fiber([&] { return phase == 2 && m.waiter_count() == 1; }); // the thread blocks on it
+        m.release();
+        other.join();
+        BOOST_TEST(timed_out);
+        BOOST_TEST(!m.locked());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(plain_thread_timeouts) {
+    fibers::mutex m;
+    plain_thread holder([&] { m.acquire(); });
+    holder.join(); // a thread that ended holding it: it stays held
+    plain_thread other([&] {
+        BOOST_TEST(!m.acquire(false));
+        BOOST_TEST(!m.acquire(10ms));
+        BOOST_TEST(!m.acquire(0ms));
+    });
+    other.join();
+}
+
+BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting_ends_quietly) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::mutex m;
+        m.acquire();
+        bool got = false;
+        fibers::task t = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> g(m);
+            got = true;
+        });
+        poll_in_fiber([&] { return m.waiter_count() == 1; });
+        t.cancel();
+        t.join();
+        BOOST_TEST(!got);
+        BOOST_TEST(log.size() == 0u);
+        BOOST_TEST(m.waiter_count() == 0u);
+        BOOST_TEST(m.locked()); // still the root's
+        m.release();
+        BOOST_TEST(m.acquire(false));
+        m.release();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_handed_lock_goes_on_when_its_new_owner_is_cancelled) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::mutex m;
+        m.acquire();
+        bool a_got = false, b_got = false;
+        fibers::task a = fibers::spawn([&] {
+            m.acquire();
+            a_got = true;
+            m.release();
+        });
+        fibers::task b = fibers::spawn([&] {
+            b_got = m.acquire(10s); // timed: a lost hand-over fails the test instead of hanging it
+            if (b_got)
+                m.release();
+        });
+        poll_in_fiber([&] { return m.waiter_count() == 2; });
+        // The cancel is queued before the resumption: "a" is handed the
+        // lock, but wakes to the cancel, and must pass the lock on.
+        a.cancel();
+        m.release();
+        a.join();
+        b.join();
+        BOOST_TEST(!a_got);
+        BOOST_TEST(b_got);
+        BOOST_TEST(!m.locked());
+        BOOST_TEST(log.size() == 0u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_handed_lock_goes_free_when_nobody_else_waits) {
+    on_new_thread([] {
+        fibers::mutex m;
+        m.acquire();
+        fibers::task a = fibers::spawn([&] { std::lock_guard<fibers::mutex> g(m); });
+        poll_in_fiber([&] { return m.waiter_count() == 1; });
+        a.cancel();
+        m.release();
+        a.join();
+        BOOST_TEST(!m.locked());
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(recursive_mutex)
+
+BOOST_AUTO_TEST_CASE(levels) {
+    on_new_thread([] {
+        fibers::recursive_mutex m;
+        BOOST_CHECK_THROW(m.release(), fibers::error);
+        BOOST_TEST(m.acquire());
+        BOOST_TEST(m.acquire(false)); // the owner again: one more level
+        BOOST_TEST(m.acquire(10ms));
+        {
+            std::lock_guard<fibers::recursive_mutex> g(m);
+        }
+        bool other_got = true;
+        fibers::task t = fibers::spawn([&] {
+            other_got = m.acquire(false);
+            BOOST_CHECK_THROW(m.release(), fibers::error); // not the owner
+        });
+        t.join();
+        BOOST_TEST(!other_got);
+        m.release();
+        m.release();
+        BOOST_TEST(m.locked());
+        m.release();
+        BOOST_TEST(!m.locked());
+        BOOST_CHECK_THROW(m.release(), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_waiter_gets_it_once_every_level_is_released_and_starts_at_one) {
+    on_new_thread([] {
+        fibers::recursive_mutex m;
+        m.acquire();
+        m.acquire();
+        bool ended_free = false;
+        fibers::task t = fibers::spawn([&] {
+            m.acquire();
+            m.release();
+            ended_free = !m.locked(); // one level only
+        });
+        poll_in_fiber([&] { return m.waiter_count() == 1; });
+        m.release();
+        fibers::sleep(0s);
+        BOOST_TEST(m.waiter_count() == 1u); // one level left: still waiting
+        m.release();
+        t.join();
+        BOOST_TEST(ended_free);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(across_threads) {
+    fibers::recursive_mutex m;
+    long counter = 0;
+    auto work = [&] {
+        for (int k = 0; k < 300; ++k) {
+            std::lock_guard<fibers::recursive_mutex> outer(m);
+            std::lock_guard<fibers::recursive_mutex> inner(m);
+            ++counter;
+        }
+    };
+    std::thread plain(work);
+    on_new_thread([&] {
+        std::vector<fibers::task> tasks;
+        for (int i = 0; i < 3; ++i)
+            tasks.push_back(fibers::spawn([&] {
+                for (int k = 0; k < 100; ++k) {
+                    std::lock_guard<fibers::recursive_mutex> outer(m);
+                    std::lock_guard<fibers::recursive_mutex> inner(m);
+                    long const seen = counter;
+                    fibers::sleep(0s);
+                    counter = seen + 1;
+                }
+            }));
+        for (auto& t : tasks)
+            t.join();
+    });
+    plain.join();
+    BOOST_TEST(counter == 600);
+    BOOST_TEST(!m.locked());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(event)
+
+BOOST_AUTO_TEST_CASE(flag) {
+    on_new_thread([] {
+        fibers::event e;
+        BOOST_TEST(!e.is_set());
+        BOOST_TEST(!e.wait(10ms));
+        BOOST_TEST(!e.wait(0ms));
+        e.set();
+        BOOST_TEST(e.is_set());
+        BOOST_TEST(e.wait());
+        BOOST_TEST(e.wait(0ms));
+        e.set(); // again: nothing changes
+        e.clear();
+        BOOST_TEST(!e.is_set());
+        BOOST_TEST(!e.wait(5ms));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(set_wakes_every_waiter_of_every_kind) {
+    fibers::event e;
+    fibers::event ready_other_hub;
+    std::atomic<int> woken{0};
+    plain_thread blocked([&] {
+        if (e.wait())
+            ++woken;
+    });
+    std::thread other_hub([&] {
+        on_new_thread([&] {
+            fibers::task t = fibers::spawn([&] {
+                if (e.wait(60s))
+                    ++woken;
+            });
+            fibers::sleep(0s);
+            t.join();
+        });
+    });
+    on_new_thread([&] {
+        std::vector<fibers::task> tasks;
+        for (int i = 0; i < 3; ++i)
+            tasks.push_back(fibers::spawn([&] {
+                if (e.wait())
+                    ++woken;
+            }));
+        poll_in_fiber([&] { return e.waiter_count() == 5; });
+        e.set();
+        for (auto& t : tasks)
+            t.join();
+    });
+    blocked.join();
+    other_hub.join();
+    BOOST_TEST(woken == 5);
+}
+
+BOOST_AUTO_TEST_CASE(a_waiter_woken_by_set_returns_true_though_cleared_since) {
+    on_new_thread([] {
+        fibers::event e;
+        bool result = false;
+        fibers::task t = fibers::spawn([&] { result = e.wait(10s); });
+        poll_in_fiber([&] { return e.waiter_count() == 1; });
+        e.set();
+        e.clear();
+        t.join();
+        BOOST_TEST(result);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::event e;
+        fibers::task t = fibers::spawn([&] { e.wait(); });
+        poll_in_fiber([&] { return e.waiter_count() == 1; });
+        t.cancel();
+        t.join();
+        BOOST_TEST(e.waiter_count() == 0u);
+        BOOST_TEST(log.size() == 0u);
+        e.set();
+        BOOST_TEST(e.wait());
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(condition)
+
+BOOST_AUTO_TEST_CASE(without_the_lock_throws) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        BOOST_CHECK_THROW(c.wait(), fibers::error);
+        BOOST_CHECK_THROW(c.wait(1ms), fibers::error);
+        BOOST_CHECK_THROW(c.wait_for([] { return true; }), fibers::error);
+        BOOST_CHECK_THROW(c.notify(), fibers::error);
+        BOOST_CHECK_THROW(c.notify_all(), fibers::error);
+        // Held by another fiber is not held.
+        fibers::task holder = fibers::spawn([&] {
+            m.acquire();
+            fibers::sleep(20ms);
+            m.release();
+        });
+        fibers::sleep(0s);
+        BOOST_CHECK_THROW(c.wait(), fibers::error);
+        BOOST_CHECK_THROW(c.notify(), fibers::error);
+        holder.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(timed_wait_returns_false_with_the_lock_held) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        std::unique_lock<fibers::mutex> g(m);
+        BOOST_TEST(!c.wait(10ms));
+        BOOST_TEST(m.locked());
+        BOOST_TEST(!c.wait(0ms));
+        BOOST_TEST(!c.wait(-1ms));
+        BOOST_TEST(!c.wait_for([] { return false; }, 10ms));
+        BOOST_TEST(c.wait_for([] { return true; }, 0ms));
+        BOOST_TEST(c.wait_for([] { return true; }));
+        BOOST_TEST(c.waiter_count() == 0u);
+        g.unlock(); // held by the caller: no throw
+        BOOST_TEST(!m.locked());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(wait_releases_the_lock_while_waiting) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        bool result = false;
+        fibers::task waiter = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> g(m);
+            result = c.wait(10s);
+            BOOST_TEST(m.locked());
+        });
+        poll_in_fiber([&] { return c.waiter_count() == 1; });
+        BOOST_TEST(m.acquire(false)); // the waiter let it go
+        c.notify();
+        BOOST_TEST(c.waiter_count() == 0u);
+        fibers::sleep(0s);
+        BOOST_TEST(!result); // it cannot return before it has the lock back
+        m.release();
+        waiter.join();
+        BOOST_TEST(result);
+        BOOST_TEST(!m.locked());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(notify_wakes_in_arrival_order) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        event_log order;
+        std::vector<fibers::task> tasks;
+        for (std::string name : {"a", "b", "c", "d", "e"})
+            tasks.push_back(fibers::spawn([&, name] {
+                std::lock_guard<fibers::mutex> g(m);
+                c.wait();
+                order(name);
+            }));
+        poll_in_fiber([&] { return c.waiter_count() == 5; });
+        auto notify = [&](std::size_t n) {
+            std::lock_guard<fibers::mutex> g(m);
+            c.notify(n);
+        };
+        notify(1);
+        poll_in_fiber([&] { return order.events.size() == 1; });
+        notify(2);
+        poll_in_fiber([&] { return order.events.size() == 3; });
+        BOOST_TEST(c.waiter_count() == 2u);
+        {
+            std::lock_guard<fibers::mutex> g(m);
+            c.notify_all();
+        }
+        for (auto& t : tasks)
+            t.join();
+        BOOST_TEST(order.events == (std::vector<std::string>{"a", "b", "c", "d", "e"}));
+        std::lock_guard<fibers::mutex> g(m);
+        c.notify(3); // nobody waits: nothing happens
+    });
+}
+
+BOOST_AUTO_TEST_CASE(wait_for_returns_the_predicate) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        int value = 0;
+        int calls = 0;
+        fibers::task producer = fibers::spawn([&] {
+            for (int i = 1; i <= 5; ++i) {
+                fibers::sleep(1ms);
+                std::lock_guard<fibers::mutex> g(m);
+                value = i;
+                c.notify_all();
+            }
+        });
+        {
+            std::unique_lock<fibers::mutex> g(m);
+            BOOST_TEST(c.wait_for([&] {
+                ++calls;
+                return value >= 3;
+            }));
+            BOOST_TEST(value >= 3);
+            BOOST_TEST(calls >= 2); // called again after each wake
+            BOOST_TEST(c.wait_for([&] { return value == 5; }, 10s));
+            BOOST_TEST(!c.wait_for([&] { return value == 6; }, 10ms));
+        }
+        producer.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(over_a_recursive_mutex_every_level_is_released_and_restored) {
+    on_new_thread([] {
+        fibers::recursive_mutex m;
+        fibers::condition c(m);
+        bool other_got = false;
+        m.acquire();
+        m.acquire();
+        m.acquire();
+        fibers::task other = fibers::spawn([&] {
+            other_got = m.acquire(false); // free while the root waits
+            if (other_got) {
+                c.notify();
+                m.release();
+            }
+        });
+        BOOST_TEST(c.wait(10s));
+        BOOST_TEST(other_got);
+        other.join();
+        m.release();
+        m.release();
+        BOOST_TEST(m.locked()); // three levels back
+        m.release();
+        BOOST_TEST(!m.locked());
+        BOOST_CHECK_THROW(m.release(), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(producer_on_a_plain_thread_consumers_on_two_hubs) {
+    fibers::mutex m;
+    fibers::condition c(m);
+    std::vector<int> items; // guarded by m
+    bool finished = false;
+    std::atomic<long> sum{0};
+    auto consume = [&] {
+        on_new_thread([&] {
+            std::vector<fibers::task> tasks;
+            for (int i = 0; i < 2; ++i)
+                tasks.push_back(fibers::spawn([&] {
+                    std::unique_lock<fibers::mutex> g(m);
+                    for (;;) {
+                        c.wait_for([&] { return !items.empty() || finished; });
+                        if (items.empty())
+                            return;
+                        sum += items.back();
+                        items.pop_back();
+                    }
+                }));
+            for (auto& t : tasks)
+                t.join();
+        });
+    };
+    std::thread one(consume);
+    std::thread two(consume);
+    plain_thread producer([&] {
+        for (int i = 1; i <= 500; ++i) {
+            std::lock_guard<fibers::mutex> g(m);
+            items.push_back(i);
+            c.notify();
+        }
+        std::lock_guard<fibers::mutex> g(m);
+        finished = true;
+        c.notify_all();
+    });
+    producer.join();
+    one.join();
+    two.join();
+    BOOST_TEST(sum == 500 * 501 / 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_plain_thread_waits) {
+    fibers::mutex m;
+    fibers::condition c(m);
+    bool flag = false;
+    std::atomic<bool> timed_out{false}, waiting_for_flag{false}, saw_flag{false};
+    plain_thread waiter([&] {
+        std::unique_lock<fibers::mutex> g(m);
+        timed_out = !c.wait(5ms);
+        waiting_for_flag = true;
+        saw_flag = c.wait_for([&] { return flag; }, 60s);
+    });
+    on_new_thread([&] {
+        poll_in_fiber([&] { return waiting_for_flag && c.waiter_count() == 1; });
+        std::lock_guard<fibers::mutex> g(m);
+        flag = true;
+        c.notify();
+    });
+    waiter.join();
+    BOOST_TEST(timed_out);
+    BOOST_TEST(saw_flag);
+}
+
+BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting_holds_the_lock_as_it_leaves) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::mutex m;
+        fibers::condition c(m);
+        bool held_in_catch = false;
+        fibers::task t = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> g(m);
+            try {
+                c.wait();
+            } catch (fibers::cancelled const&) {
+                held_in_catch = m.locked() && !m.try_lock();
+                throw;
+            }
+        });
+        poll_in_fiber([&] { return c.waiter_count() == 1; });
+        // Take the lock, so that the cancelled waiter must wait to get it back.
+        m.acquire();
+        t.cancel();
+        fibers::sleep(0s);
+        BOOST_TEST(t.alive());
+        BOOST_TEST(m.waiter_count() == 1u);
+        m.release();
+        t.join();
+        BOOST_TEST(held_in_catch);
+        BOOST_TEST(!m.locked()); // its lock_guard released it
+        BOOST_TEST(c.waiter_count() == 0u);
+        BOOST_TEST(log.size() == 0u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_notification_is_passed_on_when_its_waiter_is_cancelled) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        bool a_woke = false, b_woke = false;
+        fibers::task a = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> g(m);
+            c.wait();
+            a_woke = true;
+        });
+        fibers::task b = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> g(m);
+            b_woke = c.wait(10s);
+        });
+        poll_in_fiber([&] { return c.waiter_count() == 2; });
+        // The cancel is queued before the notification's resumption.
+        a.cancel();
+        {
+            std::lock_guard<fibers::mutex> g(m);
+            c.notify();
+        }
+        a.join();
+        b.join();
+        BOOST_TEST(!a_woke);
+        BOOST_TEST(b_woke);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(queue)
+
+BOOST_AUTO_TEST_CASE(orders) {
+    on_new_thread([] {
+        fibers::queue<int> fifo;
+        fibers::lifo_queue<int> lifo;
+        fibers::priority_queue<int> smallest;
+        for (int v : {3, 1, 4, 1, 5, 9, 2, 6}) {
+            fifo.put(v);
+            lifo.put(v);
+            smallest.put(v);
+        }
+        std::vector<int> a, b, c;
+        while (!fifo.empty())
+            a.push_back(fifo.get());
+        while (!lifo.empty())
+            b.push_back(lifo.get());
+        while (!smallest.empty())
+            c.push_back(smallest.get());
+        BOOST_TEST(a == (std::vector<int>{3, 1, 4, 1, 5, 9, 2, 6}));
+        BOOST_TEST(b == (std::vector<int>{6, 2, 9, 5, 1, 4, 1, 3}));
+        BOOST_TEST(c == (std::vector<int>{1, 1, 2, 3, 4, 5, 6, 9}));
+        fibers::priority_queue<std::string> words;
+        for (char const* w : {"pear", "apple", "fig"})
+            words.put(w);
+        BOOST_TEST(words.get() == "apple");
+        BOOST_TEST(words.get() == "fig");
+        fibers::priority_queue<int, std::greater<int>> largest;
+        largest.put(1);
+        largest.put(7);
+        BOOST_TEST(largest.get() == 7);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(nowait_and_timeouts) {
+    on_new_thread([] {
+        fibers::queue<int> q(2);
+        BOOST_TEST(q.maxsize() == 2u);
+        BOOST_TEST(q.empty());
+        BOOST_CHECK_THROW(q.get_nowait(), fibers::queue_empty);
+        BOOST_CHECK_THROW(q.get(false), fibers::queue_empty);
+        BOOST_CHECK_THROW(q.get(10ms), fibers::queue_empty);
+        BOOST_CHECK_THROW(q.get(0ms), fibers::queue_empty);
+        q.put_nowait(1);
+        q.put(2, false);
+        BOOST_TEST(q.full());
+        BOOST_TEST(q.qsize() == 2u);
+        BOOST_CHECK_THROW(q.put_nowait(3), fibers::queue_full);
+        BOOST_CHECK_THROW(q.put(3, false), fibers::queue_full);
+        BOOST_CHECK_THROW(q.put(3, 10ms), fibers::queue_full);
+        BOOST_CHECK_THROW(q.put(3, -1ms), fibers::queue_full);
+        BOOST_TEST(q.qsize() == 2u);
+        BOOST_TEST(q.get(10ms) == 1);
+        BOOST_TEST(q.get(false) == 2);
+        BOOST_TEST(q.waiter_count() == 0u);
+        fibers::queue<int> unbounded;
+        for (int i = 0; i < 1000; ++i)
+            unbounded.put_nowait(i);
+        BOOST_TEST(unbounded.qsize() == 1000u);
+        BOOST_TEST(!unbounded.full());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_full_queue_blocks_put_until_a_get) {
+    on_new_thread([] {
+        fibers::queue<int> q(2);
+        int put_done = 0;
+        fibers::task producer = fibers::spawn([&] {
+            for (int i = 0; i < 5; ++i) {
+                q.put(i);
+                ++put_done;
+            }
+        });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        BOOST_TEST(put_done == 2);
+        BOOST_TEST(q.qsize() == 2u);
+        std::vector<int> got;
+        for (int i = 0; i < 5; ++i)
+            got.push_back(q.get());
+        producer.join();
+        BOOST_TEST(got == (std::vector<int>{0, 1, 2, 3, 4}));
+        // A timed put that finds a place in time.
+        q.put(1);
+        q.put(2);
+        fibers::task getter = fibers::spawn([&] {
+            fibers::sleep(2ms);
+            q.get();
+        });
+        q.put(3, 10s);
+        getter.join();
+        BOOST_TEST(q.get() == 2);
+        BOOST_TEST(q.get() == 3);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(putters_and_getters_are_served_in_arrival_order) {
+    on_new_thread([] {
+        fibers::queue<std::string> q(1);
+        event_log got;
+        std::vector<fibers::task> getters;
+        for (std::string name : {"a", "b", "c"})
+            getters.push_back(fibers::spawn([&, name] { got(name + "=" + q.get()); }));
+        poll_in_fiber([&] { return q.waiter_count() == 3; });
+        q.put("1");
+        q.put("2");
+        q.put("3");
+        for (auto& t : getters)
+            t.join();
+        BOOST_TEST(got.events == (std::vector<std::string>{"a=1", "b=2", "c=3"}));
+
+        q.put("first");
+        std::vector<fibers::task> putters;
+        for (std::string name : {"x", "y", "z"})
+            putters.push_back(fibers::spawn([&, name] { q.put(name); }));
+        poll_in_fiber([&] { return q.waiter_count() == 3; });
+        std::vector<std::string> order;
+        for (int i = 0; i < 4; ++i)
+            order.push_back(q.get());
+        for (auto& t : putters)
+            t.join();
+        BOOST_TEST(order == (std::vector<std::string>{"first", "x", "y", "z"}));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(task_done_and_join) {
+    on_new_thread([] {
+        fibers::queue<int> q;
+        q.join(); // nothing put: at once
+        BOOST_CHECK_THROW(q.task_done(), std::invalid_argument);
+        for (int i = 0; i < 3; ++i)
+            q.put(i);
+        bool joined = false;
+        fibers::task joiner = fibers::spawn([&] {
+            q.join();
+            joined = true;
+        });
+        BOOST_TEST(!q.join(5ms));
+        for (int i = 0; i < 3; ++i) {
+            q.get();
+            fibers::sleep(0s);
+            BOOST_TEST(!joined);
+            q.task_done();
+        }
+        joiner.join();
+        BOOST_TEST(joined);
+        BOOST_TEST(q.join(0ms));
+        BOOST_TEST(q.unfinished_tasks() == 0u);
+        BOOST_CHECK_THROW(q.task_done(), std::invalid_argument);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(move_only_items) {
+    on_new_thread([] {
+        fibers::queue<std::unique_ptr<int>> q(1);
+        q.put(std::make_unique<int>(1));
+        fibers::task putter = fibers::spawn([&] { q.put(std::make_unique<int>(2)); }); // waits: full
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        BOOST_TEST(*q.get() == 1);
+        BOOST_TEST(*q.get() == 2);
+        putter.join();
+        std::unique_ptr<int> got;
+        fibers::task getter = fibers::spawn([&] { got = q.get(); }); // handed straight over
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        q.put(std::make_unique<int>(3));
+        getter.join();
+        BOOST_TEST(*got == 3);
+        fibers::lifo_queue<std::unique_ptr<int>> lifo;
+        lifo.put_nowait(std::make_unique<int>(4));
+        BOOST_TEST(*lifo.get_nowait() == 4);
+        struct by_value {
+            bool operator()(std::unique_ptr<int> const& a, std::unique_ptr<int> const& b) const { return *a < *b; }
+        };
+        fibers::priority_queue<std::unique_ptr<int>, by_value> smallest;
+        smallest.put(std::make_unique<int>(8));
+        smallest.put(std::make_unique<int>(5));
+        BOOST_TEST(*smallest.get() == 5);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(producers_on_plain_threads_consumers_on_two_hubs) {
+    fibers::queue<int> q(8);
+    constexpr int per_producer = 500;
+    std::atomic<long> sum{0};
+    std::atomic<int> received{0};
+    auto consume = [&] {
+        on_new_thread([&] {
+            std::vector<fibers::task> tasks;
+            for (int i = 0; i < 2; ++i)
+                tasks.push_back(fibers::spawn([&] {
+                    for (;;) {
+                        int v = q.get();
+                        if (v >= 0) {
+                            sum += v;
+                            ++received;
+                        }
+                        q.task_done(); // after the work: join() waits for it
+                        if (v < 0)
+                            return;
+                    }
+                }));
+            for (auto& t : tasks)
+                t.join();
+        });
+    };
+    std::thread one(consume);
+    std::thread two(consume);
+    std::vector<std::thread> producers;
+    for (int p = 0; p < 2; ++p)
+        producers.emplace_back([&] {
+            for (int i = 1; i <= per_producer; ++i)
+                q.put(i); // blocks the thread while the queue is full
+        });
+    for (auto& t : producers)
+        t.join();
+    q.join(); // a plain thread (the test's) blocks until every item is done
+    BOOST_TEST(received == 2 * per_producer);
+    for (int i = 0; i < 4; ++i)
+        q.put(-1); // one stop per consumer task
+    one.join();
+    two.join();
+    BOOST_TEST(sum == 2L * per_producer * (per_producer + 1) / 2);
+    BOOST_TEST(q.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting_loses_nothing) {
+    on_new_thread([] {
+        captured_log log;
+        fibers::queue<int> q(1);
+        fibers::task getter = fibers::spawn([&] { q.get(); });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        getter.cancel();
+        getter.join();
+        BOOST_TEST(q.waiter_count() == 0u);
+        q.put(1);
+        fibers::task putter = fibers::spawn([&] { q.put(2); });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        putter.cancel();
+        putter.join();
+        BOOST_TEST(q.waiter_count() == 0u);
+        BOOST_TEST(q.get() == 1);
+        BOOST_TEST(q.empty()); // the cancelled put did not happen
+        BOOST_TEST(log.size() == 0u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(an_item_handed_to_a_cancelled_getter_goes_to_the_next) {
+    on_new_thread([] {
+        fibers::queue<int> q;
+        int a_got = 0, b_got = 0;
+        fibers::task a = fibers::spawn([&] { a_got = q.get(); });
+        fibers::task b = fibers::spawn([&] { b_got = q.get(10s); });
+        poll_in_fiber([&] { return q.waiter_count() == 2; });
+        a.cancel(); // queued before the hand-over's resumption
+        q.put(7);
+        a.join();
+        b.join();
+        BOOST_TEST(a_got == 0);
+        BOOST_TEST(b_got == 7);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(an_item_handed_to_a_cancelled_getter_goes_back_to_the_front) {
+    on_new_thread([] {
+        fibers::queue<int> q;
+        int a_got = 0;
+        fibers::task a = fibers::spawn([&] { a_got = q.get(); });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        a.cancel();
+        q.put(7);
+        q.put(8);
+        a.join();
+        BOOST_TEST(a_got == 0);
+        BOOST_TEST(q.get() == 7);
+        BOOST_TEST(q.get() == 8);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(switchpoints)
+
+BOOST_AUTO_TEST_CASE(non_blocking_calls_work_inside_assert_no_switchpoints) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::recursive_mutex rm;
+        fibers::event e;
+        fibers::condition c(m);
+        fibers::queue<int> q(1);
+        m.acquire();
+        {
+            fibers::assert_no_switchpoints guard;
+            c.notify();
+            c.notify_all();
+            m.release();
+            BOOST_TEST(m.acquire(false));
+            BOOST_TEST(!m.try_lock());
+            m.unlock();
+            BOOST_TEST(rm.try_lock());
+            rm.release();
+            e.set();
+            BOOST_TEST(e.is_set());
+            e.clear();
+            q.put_nowait(1);
+            BOOST_CHECK_THROW(q.put(2, false), fibers::queue_full);
+            BOOST_TEST(q.get_nowait() == 1);
+            BOOST_CHECK_THROW(q.get(false), fibers::queue_empty);
+            q.task_done();
+            BOOST_TEST(q.qsize() == 0u);
+        }
+    });
+}
+
+BOOST_AUTO_TEST_CASE(blocking_calls_are_switchpoints_even_when_they_need_not_wait) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::recursive_mutex rm;
+        fibers::event e;
+        fibers::condition c(m);
+        fibers::queue<int> q;
+        e.set();
+        q.put(1);
+        {
+            fibers::assert_no_switchpoints guard;
+            BOOST_CHECK_THROW(m.acquire(), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(m.lock(), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(m.acquire(1ms), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(rm.acquire(), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(e.wait(), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(q.get(), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(q.put(2), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(q.join(), fibers::switchpoint_violation);
+        }
+        BOOST_TEST(!m.locked());
+        BOOST_TEST(q.qsize() == 1u);
+        m.acquire();
+        {
+            fibers::assert_no_switchpoints guard;
+            BOOST_CHECK_THROW(c.wait(), fibers::switchpoint_violation);
+            BOOST_CHECK_THROW(c.wait_for([] { return true; }), fibers::switchpoint_violation);
+        }
+        BOOST_TEST(m.locked()); // the refused wait kept the lock
+        m.release();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(non_blocking_calls_from_a_hub_callback) {
+    on_new_thread([] {
+        fibers::mutex m;
+        fibers::event e;
+        fibers::queue<int> q;
+        bool got = false;
+        bool refused = false;
+        m.acquire();
+        fibers::get_hub().run_callback([&] {
+            got = m.acquire(false); // held by the root: false, without waiting
+            q.put_nowait(5);
+            try {
+                e.wait(); // the hub fiber cannot wait
+            } catch (fibers::error const&) {
+                refused = true;
+            }
+            e.set();
+        });
+        BOOST_TEST(e.wait(20s));
+        BOOST_TEST(!got);
+        BOOST_TEST(refused);
+        BOOST_TEST(q.get_nowait() == 5);
+        m.release();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
