@@ -8,6 +8,7 @@
 
 #include <fibers/errors.hpp>
 #include <fibers/fiber.hpp>
+#include <fibers/futures.hpp>
 #include <fibers/hub.hpp>
 #include <fibers/io.hpp>
 #include <fibers/local.hpp>

@@ -1,0 +1,696 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_FUTURES_HPP
+#define FIBERS_FUTURES_HPP
+
+// Futures and the pools that complete them (Gruvi's Future, ThreadPool,
+// FiberPool; Python's concurrent.futures). A future may be waited on from
+// a task, from a root fiber or from a plain thread: a fiber waits through
+// its hub, which serves everything else meanwhile; a thread without a hub
+// blocks.
+
+#include <fibers/detail/waiter.hpp>
+#include <fibers/errors.hpp>
+#include <fibers/switchpoint.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace fibers {
+
+template <class T>
+class future;
+class executor;
+
+namespace detail {
+
+class future_state;
+struct global_pool;
+
+// Something outside the future that its completion must reach (a wait()
+// over many futures, a thread blocked on it): linked in the state under its
+// mutex, unlinked and notified by the completer still holding it, so that
+// its owner, which unlinks it under the same mutex, never sees it dangle.
+struct future_watcher {
+    future_watcher* prev = nullptr;
+    future_watcher* next = nullptr;
+    bool linked = false;
+    void (*notify)(future_watcher& self) noexcept = nullptr;
+};
+
+// A done callback, owned by the state until it has run.
+struct future_callback {
+    future_callback* next = nullptr;
+    virtual ~future_callback() = default;
+    virtual void call(future_state& state) = 0;
+};
+
+// What the copies of a future share, and, for work submitted to a pool, the
+// work itself (see work_item): one allocation per submission.
+class future_state {
+public:
+    future_state() = default;
+    future_state(future_state const&) = delete;
+    future_state& operator=(future_state const&) = delete;
+
+    void add_reference() noexcept { references_.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            delete this;
+    }
+
+    bool done() const noexcept { return status_.load(std::memory_order_acquire) == finished; }
+    bool running() const noexcept { return status_.load(std::memory_order_acquire) == started; }
+    // cancelled_ is written before the release of `finished`.
+    bool cancelled() const noexcept { return done() && cancelled_; }
+    // Once done: the exception, or null.
+    std::exception_ptr const& error() const noexcept { return error_; }
+    void rethrow_if_error() const {
+        if (error_)
+            std::rethrow_exception(error_);
+    }
+
+    // The work may begin: false if it was cancelled first.
+    bool try_start() noexcept {
+        std::uint8_t expected = pending;
+        return status_.compare_exchange_strong(expected, started, std::memory_order_acq_rel);
+    }
+    // Succeeds while the work has not started (or if already cancelled).
+    bool cancel() noexcept;
+    // Ends the work: the value, if any, is set; wakes the waiters, runs the
+    // callbacks in the calling thread or fiber.
+    void finish(std::exception_ptr error, bool cancelled = false) noexcept;
+    // In a catch block of work that threw: finishes with that exception and
+    // returns false; or, for a fiber being unwound (its hub closing), marks
+    // the work cancelled and returns true: the caller must rethrow.
+    bool finish_with_current_exception() noexcept;
+
+    // Waits until done (true) or `until` passes (false). A switchpoint.
+    bool wait(deadline until);
+    // Waits until done whatever happens: through the hub if it can, else
+    // by blocking the thread. For work that refers to the caller's stack.
+    void wait_to_end() noexcept;
+
+    void add_callback(future_callback* owned);
+    // Links `w` unless the state is done already (false).
+    bool add_watcher(future_watcher& w);
+    void remove_watcher(future_watcher& w) noexcept;
+
+    // What a pool does with submitted work; may throw only a fiber's
+    // unwinding. A pool's queue links its items through next_queued.
+    virtual void run() {}
+    future_state* next_queued = nullptr;
+
+protected:
+    virtual ~future_state();
+
+private:
+    enum : std::uint8_t { pending, started, cancelling, finished };
+
+    std::atomic<std::uint8_t> status_{pending};
+    bool cancelled_ = false;
+    std::atomic<std::uint32_t> references_{1};
+    std::mutex mutex_;
+    waiter_list waiters_;               // guarded by mutex_
+    future_watcher* watchers_ = nullptr; // guarded
+    future_callback* callbacks_ = nullptr; // guarded; newest first
+    std::exception_ptr error_;
+};
+
+template <class T>
+class future_value : public future_state {
+public:
+    std::optional<T> value; // set before finish()
+};
+
+template <>
+class future_value<void> : public future_state {};
+
+// Submitted work and its future's state, together.
+template <class R, class Fn>
+class work_item final : public future_value<R> {
+public:
+    template <class F>
+    explicit work_item(F&& fn) : fn_(std::in_place, std::forward<F>(fn)) {}
+
+    void run() override {
+        if (!this->try_start()) { // cancelled while queued
+            fn_.reset();
+            return;
+        }
+        try {
+            if constexpr (std::is_void_v<R>)
+                std::invoke(*fn_);
+            else
+                this->value.emplace(std::invoke(*fn_));
+        } catch (...) {
+            fn_.reset();
+            if (this->finish_with_current_exception())
+                throw;
+            return;
+        }
+        // The captures go before the waiters wake: what the work held is
+        // released by the time its result is seen.
+        fn_.reset();
+        this->finish(nullptr);
+    }
+
+private:
+    std::optional<Fn> fn_;
+};
+
+struct future_access {
+    template <class T>
+    static future<T> adopt(future_state* s) noexcept {
+        future<T> f;
+        f.state_ = s;
+        return f;
+    }
+    template <class T>
+    static future_state* state(future<T> const& f) {
+        return &f.checked_state();
+    }
+};
+
+template <class T, class Fn>
+struct callback_for final : future_callback {
+    Fn fn;
+    template <class F>
+    explicit callback_for(F&& f) : fn(std::forward<F>(f)) {}
+    void call(future_state& state) override {
+        if constexpr (std::is_invocable_v<Fn&, future<T>>) {
+            state.add_reference();
+            fn(future_access::adopt<T>(&state));
+        } else {
+            fn();
+        }
+    }
+};
+
+// The completion order of a set of futures, for wait() and as_completed().
+class completion_queue {
+public:
+    // Watches `states` (which the caller keeps alive); those done already
+    // come first, in the order given.
+    completion_queue(future_state* const* states, std::size_t count);
+    // Stops watching: nothing refers to the queue after this returns.
+    ~completion_queue();
+    completion_queue(completion_queue const&) = delete;
+    completion_queue& operator=(completion_queue const&) = delete;
+
+    // Waits until `n` have completed (true) or `until` passes (false).
+    bool wait_for(std::size_t n, deadline until);
+    // The index of the k-th future to complete, waiting for it; throws
+    // fibers::timeout if `until` passes first.
+    std::size_t next(std::size_t k, deadline until);
+
+private:
+    struct node : future_watcher {
+        completion_queue* owner;
+        std::size_t index;
+    };
+    static void on_done(future_watcher& w) noexcept;
+
+    std::mutex mutex_;
+    waiter_list waiters_;         // guarded by mutex_
+    std::vector<std::size_t> order_; // guarded; capacity for all, so that on_done never allocates
+    std::vector<node> nodes_;
+    std::vector<future_state*> states_;
+};
+
+// wait(): waits until `count` of the states are done or `until` passes.
+void wait_for_states(future_state* const* states, std::size_t size, std::size_t count, deadline until);
+
+std::size_t default_cpu_pool_size() noexcept;
+
+template <class Fn>
+using submit_result_t = std::decay_t<std::invoke_result_t<std::decay_t<Fn>&>>;
+
+} // namespace detail
+
+/// The result of work that runs elsewhere (Python's concurrent.futures.
+/// Future, Gruvi's Future). A handle: copies share one state; compared by
+/// identity. future<void> also accepts any future<U>, to wait on futures of
+/// different types together. Waiting (result, exception, wait) is a
+/// switchpoint: a fiber waits through its hub, a thread without a hub
+/// blocks. An empty handle (default-constructed) throws fibers::error.
+template <class T>
+class future {
+    static_assert(!std::is_reference_v<T>, "fibers::future holds a value: use a pointer or std::reference_wrapper");
+
+public:
+    using value_type = T;
+    using result_reference = std::conditional_t<std::is_void_v<T>, void, std::add_lvalue_reference_t<T const>>;
+
+    future() noexcept = default;
+    future(future const& other) noexcept : state_(other.state_) {
+        if (state_ != nullptr)
+            state_->add_reference();
+    }
+    future(future&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+    /// future<void> from any future: the same state, its value ignored.
+    template <class U, class V = T, class = std::enable_if_t<std::is_void_v<V> && !std::is_void_v<U>>>
+    future(future<U> const& other) noexcept : state_(other.state_) {
+        if (state_ != nullptr)
+            state_->add_reference();
+    }
+    future& operator=(future other) noexcept {
+        std::swap(state_, other.state_);
+        return *this;
+    }
+    ~future() {
+        if (state_ != nullptr)
+            state_->release();
+    }
+
+    /// Whether the handle refers to a state.
+    bool valid() const noexcept { return state_ != nullptr; }
+    explicit operator bool() const noexcept { return valid(); }
+
+    /// Finished: with a value, an exception, or cancelled.
+    bool done() const { return checked_state().done(); }
+    /// The work has started and not finished.
+    bool running() const { return checked_state().running(); }
+    bool cancelled() const { return checked_state().cancelled(); }
+
+    /// Cancels the work if it has not started: true then (or if already
+    /// cancelled), and waiters get fibers::cancelled; false once it runs.
+    bool cancel() { return checked_state().cancel(); }
+
+    /// Waits until done; the value (a reference into the shared state, valid
+    /// while a handle lives), or the work's exception rethrown, or
+    /// fibers::cancelled. A switchpoint.
+    result_reference result() const {
+        detail::future_state& s = checked_state();
+        switchpoint(); // even when done: whether it waits must not decide where it may be called
+        if (!s.done())
+            s.wait(std::nullopt);
+        return value_of(s);
+    }
+    /// The same, or fibers::timeout if not done within `timeout`.
+    template <class Rep, class Period>
+    result_reference result(std::chrono::duration<Rep, Period> timeout) const {
+        detail::future_state& s = checked_state();
+        switchpoint();
+        if (!s.done() && !s.wait(detail::deadline_after(timeout)))
+            throw fibers::timeout();
+        return value_of(s);
+    }
+
+    /// Waits until done; the work's exception (fibers::cancelled's for a
+    /// cancelled future), or null. A switchpoint.
+    std::exception_ptr exception() const {
+        detail::future_state& s = checked_state();
+        switchpoint();
+        if (!s.done())
+            s.wait(std::nullopt);
+        return s.error();
+    }
+    /// The same, or fibers::timeout if not done within `timeout`.
+    template <class Rep, class Period>
+    std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
+        detail::future_state& s = checked_state();
+        switchpoint();
+        if (!s.done() && !s.wait(detail::deadline_after(timeout)))
+            throw fibers::timeout();
+        return s.error();
+    }
+
+    /// Waits until done, without rethrowing. A switchpoint.
+    void wait() const {
+        detail::future_state& s = checked_state();
+        switchpoint();
+        if (!s.done())
+            s.wait(std::nullopt);
+    }
+    /// Waits until done (true) or `timeout` passes (false).
+    template <class Rep, class Period>
+    bool wait(std::chrono::duration<Rep, Period> timeout) const {
+        detail::future_state& s = checked_state();
+        switchpoint();
+        return s.done() || s.wait(detail::deadline_after(timeout));
+    }
+
+    /// `fn()` or `fn(future<T>)` runs once the future is done: at once, in
+    /// the caller, if it is; else in the thread or fiber that completes it
+    /// (a pool's worker; the canceller). Callbacks run in the order added;
+    /// an exception from one is logged and dropped. `fn` must not wait.
+    template <class Fn>
+    void add_done_callback(Fn&& fn) const {
+        using callable = std::decay_t<Fn>;
+        static_assert(std::is_invocable_v<callable&, future<T>> || std::is_invocable_v<callable&>,
+                      "a done callback is called as fn() or fn(future<T>)");
+        detail::future_state& s = checked_state();
+        s.add_callback(new detail::callback_for<T, callable>(std::forward<Fn>(fn)));
+    }
+
+    friend bool operator==(future const& a, future const& b) noexcept { return a.state_ == b.state_; }
+    friend bool operator!=(future const& a, future const& b) noexcept { return a.state_ != b.state_; }
+
+private:
+    template <class U>
+    friend class future;
+    friend struct detail::future_access;
+
+    detail::future_state& checked_state() const {
+        if (state_ == nullptr)
+            throw error("fibers: empty future");
+        return *state_;
+    }
+    static result_reference value_of(detail::future_state& s) {
+        s.rethrow_if_error();
+        if constexpr (!std::is_void_v<T>)
+            return *static_cast<detail::future_value<T>&>(s).value;
+    }
+
+    detail::future_state* state_ = nullptr;
+};
+
+/// What the pools share: submit and map over an `enqueue` of their own.
+class executor {
+public:
+    executor(executor const&) = delete;
+    executor& operator=(executor const&) = delete;
+
+    /// Queues `fn()` (moved or copied into the pool, with the future's
+    /// state, in one allocation) and returns its future.
+    /// fibers::error once the pool is closed.
+    template <class Fn>
+    future<detail::submit_result_t<Fn>> submit(Fn&& fn) {
+        using result = detail::submit_result_t<Fn>;
+        static_assert(std::is_invocable_v<std::decay_t<Fn>&>, "submit takes a callable with no arguments: bind them");
+        auto* item = new detail::work_item<result, std::decay_t<Fn>>(std::forward<Fn>(fn));
+        item->add_reference(); // one for the pool, one for the future
+        future<result> f = detail::future_access::adopt<result>(item);
+        enqueue(item);
+        return f;
+    }
+
+    /// Submits `fn(x)` for each element `x` of `range` (each with its own
+    /// copies of `fn` and `x`), waits, and returns the results in the order
+    /// of the range: a std::vector, or nothing if fn returns void. The
+    /// first exception in that order is rethrown; when an exception leaves
+    /// (the caller cancelled too), the work not started yet is cancelled.
+    template <class Fn, class Range>
+    auto map(Fn const& fn, Range const& range) {
+        using std::begin;
+        using std::end;
+        using element = std::decay_t<decltype(*begin(range))>;
+        using result = std::decay_t<std::invoke_result_t<Fn&, element&>>;
+        std::vector<future<result>> futures;
+        // When an exception leaves (a result's, the caller's cancel), the
+        // work not started yet is dropped, as in Python's Executor.map.
+        struct cancel_rest {
+            std::vector<future<result>>& futures;
+            bool armed = true;
+            ~cancel_rest() {
+                if (armed)
+                    for (auto& f : futures)
+                        f.cancel();
+            }
+        } guard{futures};
+        for (auto it = begin(range); it != end(range); ++it)
+            futures.push_back(submit([f = fn, x = element(*it)]() mutable -> result { return std::invoke(f, x); }));
+        if constexpr (std::is_void_v<result>) {
+            for (auto& f : futures)
+                f.result();
+            guard.armed = false;
+        } else {
+            std::vector<result> results;
+            results.reserve(futures.size());
+            for (auto& f : futures)
+                results.push_back(f.result());
+            guard.armed = false;
+            return results;
+        }
+    }
+
+    /// No more submissions (they throw fibers::error); the work queued
+    /// still runs, then the workers exit. Does not wait.
+    virtual void close() = 0;
+    /// Waits until all work submitted has finished; once closed, also until
+    /// the workers have exited. A switchpoint.
+    virtual void join() = 0;
+
+    std::size_t maxsize() const noexcept { return maxsize_; }
+
+protected:
+    explicit executor(std::size_t maxsize);
+    virtual ~executor() = default;
+    // Takes the queue's reference to `item`, releasing it if this throws.
+    virtual void enqueue(detail::future_state* item) = 0;
+
+private:
+    std::size_t maxsize_;
+};
+
+/// Up to `maxsize` worker threads, made as work arrives, that run the work
+/// submitted (Gruvi's ThreadPool). For blocking calls and CPU-bound work
+/// that must not stall a hub. The destructor closes the pool and joins it.
+class thread_pool final : public executor {
+public:
+    /// std::invalid_argument if maxsize is 0.
+    explicit thread_pool(std::size_t maxsize);
+    ~thread_pool() override;
+
+    void close() override;
+    void join() override;
+
+    /// Worker threads made so far (until joined after close).
+    std::size_t size() const;
+
+private:
+    struct impl;
+    friend struct detail::global_pool;
+    void enqueue(detail::future_state* item) override;
+
+    std::unique_ptr<impl> impl_;
+};
+
+/// Up to `maxsize` tasks on the hub of the thread that made the pool, made
+/// as work arrives, that run the work submitted (Gruvi's FiberPool). Work
+/// may be submitted from any thread. The destructor closes the pool without
+/// waiting: the queued work still runs, on the hub, while the hub lives;
+/// what a closing hub never runs is cancelled.
+class fiber_pool final : public executor {
+public:
+    /// On the calling thread's hub (made if needed). std::invalid_argument
+    /// if maxsize is 0.
+    explicit fiber_pool(std::size_t maxsize);
+    ~fiber_pool() override;
+
+    void close() override;
+    void join() override;
+
+    /// Worker tasks alive (or about to be made).
+    std::size_t size() const;
+
+private:
+    struct state;
+    void enqueue(detail::future_state* item) override;
+
+    std::shared_ptr<state> state_;
+};
+
+/// The process-wide pool for blocking I/O (20 threads, as in Gruvi), made
+/// on first use. At exit it is closed: queued work is cancelled, idle
+/// workers are joined, busy ones are left to finish on their own.
+thread_pool& get_io_pool();
+
+/// The process-wide pool for CPU-bound work (one thread per CPU), made on
+/// first use; shut down at exit like the IO pool.
+thread_pool& get_cpu_pool();
+
+/// Runs `fn()` in the IO pool while the calling fiber waits (its hub serves
+/// everything else) or the calling thread blocks; returns its result or
+/// rethrows its exception. A switchpoint. If the wait is interrupted (a
+/// task's cancel, a closing hub), work not yet started is cancelled; work
+/// already running is waited for before the exception leaves, so `fn` may
+/// safely refer to the caller's stack.
+template <class Fn>
+detail::submit_result_t<Fn> blocking(Fn&& fn) {
+    using result = detail::submit_result_t<Fn>;
+    switchpoint();
+    future<result> f = get_io_pool().submit(std::forward<Fn>(fn));
+    detail::future_state& s = *detail::future_access::state(f);
+    if (!s.done()) {
+        try {
+            s.wait(std::nullopt);
+        } catch (...) {
+            if (!s.cancel())
+                s.wait_to_end();
+            throw;
+        }
+    }
+    s.rethrow_if_error();
+    if constexpr (!std::is_void_v<result>) {
+        // No other handle sees this value: it may be moved out.
+        return std::move(*static_cast<detail::future_value<result>&>(s).value);
+    }
+}
+
+/// What wait() found: the futures done and those not, each in the order
+/// given.
+template <class T>
+struct wait_result {
+    std::vector<future<T>> done;
+    std::vector<future<T>> not_done;
+};
+
+namespace detail {
+
+template <class T>
+std::vector<future_state*> states_of(std::vector<future<T>> const& futures) {
+    std::vector<future_state*> states;
+    states.reserve(futures.size());
+    for (auto const& f : futures)
+        states.push_back(future_access::state(f));
+    return states;
+}
+
+template <class T>
+wait_result<T> wait_impl(std::vector<future<T>> const& futures, std::size_t count, deadline until) {
+    std::vector<future_state*> states = states_of(futures);
+    wait_for_states(states.data(), states.size(), count, until);
+    wait_result<T> r;
+    for (std::size_t i = 0; i < futures.size(); ++i)
+        (states[i]->done() ? r.done : r.not_done).push_back(futures[i]);
+    return r;
+}
+
+} // namespace detail
+
+/// Waits until `count` of `futures` are done (0, or more than there are:
+/// all of them). Returns which are done and which are not. A switchpoint.
+template <class T>
+wait_result<T> wait(std::vector<future<T>> const& futures, std::size_t count = 0) {
+    return detail::wait_impl(futures, count, std::nullopt);
+}
+
+/// The same, or until `timeout` passes: no exception then, the futures not
+/// done are in not_done (Python's wait).
+template <class T, class Rep, class Period>
+wait_result<T> wait(std::vector<future<T>> const& futures, std::size_t count,
+                    std::chrono::duration<Rep, Period> timeout) {
+    return detail::wait_impl(futures, count, detail::deadline_after(timeout));
+}
+
+/// Waits for all of them, for at most `timeout`.
+template <class T, class Rep, class Period>
+wait_result<T> wait(std::vector<future<T>> const& futures, std::chrono::duration<Rep, Period> timeout) {
+    return detail::wait_impl(futures, 0, detail::deadline_after(timeout));
+}
+
+/// The range as_completed() returns: an input range of the futures in the
+/// order they complete (those done already first, in the order given).
+/// Getting the next one waits; fibers::timeout if the deadline passes first.
+/// Not copyable; movable.
+template <class T>
+class completed_range {
+public:
+    class iterator {
+    public:
+        using iterator_category = std::input_iterator_tag;
+        using value_type = future<T>;
+        using difference_type = std::ptrdiff_t;
+        using pointer = future<T> const*;
+        using reference = future<T> const&;
+
+        iterator() noexcept = default;
+        reference operator*() const { return range_->futures_[range_->current_]; }
+        pointer operator->() const { return &**this; }
+        /// Waits for the next one.
+        iterator& operator++() {
+            range_->advance();
+            if (range_->current_ == npos)
+                range_ = nullptr;
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        friend bool operator==(iterator const& a, iterator const& b) noexcept { return a.range_ == b.range_; }
+        friend bool operator!=(iterator const& a, iterator const& b) noexcept { return a.range_ != b.range_; }
+
+    private:
+        friend class completed_range;
+        explicit iterator(completed_range* r) noexcept : range_(r) {}
+        completed_range* range_ = nullptr;
+    };
+
+    completed_range(std::vector<future<T>> futures, detail::deadline until)
+        : futures_(std::move(futures)), until_(until) {
+        std::vector<detail::future_state*> states = detail::states_of(futures_);
+        if (!states.empty())
+            queue_ = std::make_unique<detail::completion_queue>(states.data(), states.size());
+    }
+    completed_range(completed_range&&) noexcept = default;
+    completed_range& operator=(completed_range&&) noexcept = default;
+
+    /// Waits for the first one (on the first call).
+    iterator begin() {
+        if (!begun_) {
+            begun_ = true;
+            advance();
+        }
+        return iterator(current_ == npos ? nullptr : this);
+    }
+    iterator end() noexcept { return iterator(); }
+
+    /// Waits for the next one; nullopt once all have been returned.
+    std::optional<future<T>> next() {
+        begun_ = true;
+        advance();
+        if (current_ == npos)
+            return std::nullopt;
+        return futures_[current_];
+    }
+
+    std::size_t size() const noexcept { return futures_.size(); }
+
+private:
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+    void advance() {
+        if (yielded_ == futures_.size()) {
+            current_ = npos;
+            return;
+        }
+        current_ = queue_->next(yielded_, until_);
+        ++yielded_;
+    }
+
+    std::vector<future<T>> futures_;
+    std::unique_ptr<detail::completion_queue> queue_;
+    detail::deadline until_;
+    std::size_t yielded_ = 0;
+    std::size_t current_ = npos;
+    bool begun_ = false;
+};
+
+/// The futures as they complete: `for (auto& f : as_completed(fs)) ...`.
+template <class T>
+completed_range<T> as_completed(std::vector<future<T>> futures) {
+    return completed_range<T>(std::move(futures), std::nullopt);
+}
+
+/// The same within `timeout` from now: past it, getting the next future
+/// throws fibers::timeout.
+template <class T, class Rep, class Period>
+completed_range<T> as_completed(std::vector<future<T>> futures, std::chrono::duration<Rep, Period> timeout) {
+    return completed_range<T>(std::move(futures), detail::deadline_after(timeout));
+}
+
+} // namespace fibers
+
+#endif // FIBERS_FUTURES_HPP
