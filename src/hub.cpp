@@ -64,6 +64,18 @@ struct interrupt_entry final : ready_entry {
 
 void log_callback_exception() noexcept { log_current_exception("exception in a hub callback (dropped)"); }
 
+void hub_access::retract(hub& h, ready_entry& e) noexcept {
+    if (e.queued()) {
+        ready_queue::erase(e);
+        return;
+    }
+    hub_mailbox& m = *h.mailbox_;
+    std::lock_guard<std::mutex> lock(m.mutex);
+    auto const at = std::find(m.entries.begin(), m.entries.end(), &e);
+    if (at != m.entries.end())
+        m.entries.erase(at);
+}
+
 bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {
     thread_state const* ts = current_thread_state;
     if (ts != nullptr && ts->hub == m.owner) {

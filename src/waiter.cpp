@@ -12,10 +12,15 @@ void const* current_owner() noexcept { return this_thread_state().current; }
 
 void waiter::wake() noexcept {
     woken_ = true;
-    if (resume_ != nullptr)
+    if (home_ != nullptr) {
+        // Refused only by a closed hub, whose fibers are being unwound: this
+        // one finds itself woken as it leaves, and passes the wake on.
+        hub_access::push_from_anywhere(hub_access::mailbox(*home_), entry_);
+    } else if (resume_ != nullptr) {
         resume_->switch_to();
-    else
+    } else {
         blocked_->notify_one();
+    }
 }
 
 void waiter_list::push_back(waiter& w) noexcept {
@@ -84,6 +89,31 @@ void make_resume(std::optional<switch_back<>>& resume, bool timed, wait_clock::t
 
 } // namespace
 
+void waiter_list::wait_through(std::unique_lock<std::mutex>& lock, waiter& w) {
+    hub& h = *live_hub();
+    w.entry_.fiber = current_thread_state->current;
+    w.entry_.ran = false;
+    w.home_ = &h;
+    lock.unlock();
+    try {
+        h.switch_to();
+    } catch (...) {
+        lock.lock();
+        w.home_ = nullptr;
+        // A cancel or an unwinding: the caller passes on a wake that came
+        // first (w.woken()), whose entry must not resume a later wait.
+        if (w.linked())
+            unlink(w);
+        else if (!w.entry_.ran)
+            hub_access::retract(h, w.entry_);
+        throw;
+    }
+    lock.lock();
+    w.home_ = nullptr;
+    if (!w.linked() && !w.entry_.ran)
+        hub_access::retract(h, w.entry_); // woken, but resumed by something else first
+}
+
 bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waiter& w) {
     switchpoint();
     // The deadline as a plain time: an optional's value read in both
@@ -101,9 +131,9 @@ bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waite
     // behind by an exception (std::bad_alloc) from making them.
     std::optional<switch_back<>> resume;
     std::optional<std::condition_variable> blocked;
-    if (through_hub)
+    if (through_hub && timed)
         make_resume(resume, timed, end);
-    else
+    else if (!through_hub)
         blocked.emplace();
     push_back(w);
     // Until a waker unlinks it or the deadline passes. A fiber may also be
@@ -123,6 +153,11 @@ bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waite
             }
             w.blocked_ = nullptr;
             break;
+        }
+        if (!timed) {
+            wait_through(lock, w);
+            through_hub = live_hub() != nullptr;
+            continue;
         }
         if (!resume) {
             try {

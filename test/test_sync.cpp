@@ -1167,6 +1167,32 @@ BOOST_AUTO_TEST_CASE(an_item_handed_to_a_cancelled_getter_goes_back_to_the_front
     });
 }
 
+// The hand-over comes from another thread, so the getter's resumption waits
+// in its hub's mailbox when the cancel reaches it: the getter must take it
+// back from there, or it would later resume a fiber that has ended.
+BOOST_AUTO_TEST_CASE(a_getter_cancelled_after_a_hand_over_from_another_thread) {
+    on_new_thread([] {
+        fibers::queue<int> q;
+        int a_got = 0;
+        fibers::task a = fibers::spawn([&] { a_got = q.get(); });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        a.cancel();
+        // The hub's thread blocks here, without a switch: the resumption
+        // stays in the mailbox until the join below lets the hub run.
+        std::thread([&] { q.put(7); }).join();
+        a.join();
+        BOOST_TEST(a_got == 0);
+        BOOST_TEST(q.qsize() == 1u);
+        BOOST_TEST(q.get_nowait() == 7);
+        // The hub and the queue still work.
+        fibers::task b = fibers::spawn([&] { a_got = q.get(); });
+        fibers::sleep(0s);
+        std::thread([&] { q.put(8); }).join();
+        b.join();
+        BOOST_TEST(a_got == 8);
+    });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(switchpoints)

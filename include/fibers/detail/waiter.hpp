@@ -68,13 +68,31 @@ private:
     friend class waiter_list;
     void wake() noexcept;
 
+    // How an untimed wait of a fiber is resumed: this entry, queued on the
+    // fiber's hub (straight into its run queue from the hub's own thread),
+    // with no allocation. Timed waits use a switch_back, whose timer needs
+    // a counted state.
+    struct resume_entry final : ready_entry {
+        fiber_record* fiber = nullptr;
+        bool ran = false;
+        resume_entry() noexcept {
+            take = [](ready_entry& e) -> resumption {
+                auto& self = static_cast<resume_entry&>(e);
+                self.ran = true;
+                return {self.fiber};
+            };
+        }
+    };
+
     waiter* next_ = nullptr;
     waiter* prev_ = nullptr;
     waiter_list* list_ = nullptr;
     bool woken_ = false;
-    // One of the two, set for the wait.
+    // One of the three, set for the wait.
+    hub* home_ = nullptr;
     switch_back<>* resume_ = nullptr;
     std::condition_variable* blocked_ = nullptr;
+    resume_entry entry_;
 };
 
 // The waiters of one primitive, first come first woken. Every member is
@@ -112,6 +130,8 @@ public:
 
 private:
     void push_back(waiter& w) noexcept;
+    // An untimed wait of a fiber through its hub, until resumed.
+    void wait_through(std::unique_lock<std::mutex>& lock, waiter& w);
     void unlink(waiter& w) noexcept;
 
     waiter* first_ = nullptr;
