@@ -95,7 +95,7 @@ bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {
         return false;
     }
     m.pending.store(true, std::memory_order_release);
-    if (!m.wake_posted) {
+    if (!m.wake_posted && !m.spinning) {
         m.wake_posted = true;
         // A no-op is enough: it makes an idle loop return, and the loop
         // then takes the mailbox.
@@ -332,15 +332,26 @@ void hub::wait_for_work() {
     auto const idle_since = clock::now();
     if (spin_next_) {
         auto const until = idle_since + budget;
+        set_spinning(true);
+        bool work_came = false;
         do {
             run_handlers(false);
-            if (ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) ||
-                state_.load(std::memory_order_relaxed) != hub_state::open)
-                return; // work came while spinning: spin again next time
-        } while (clock::now() < until);
+            work_came = ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) ||
+                        state_.load(std::memory_order_relaxed) != hub_state::open;
+        } while (!work_came && clock::now() < until);
+        // A push that came as the spin ended posted no wake: look once more
+        // before sleeping.
+        if (set_spinning(false) || work_came)
+            return; // spin again next time
     }
     run_handlers(true);
     spin_next_ = clock::now() - idle_since < budget;
+}
+
+bool hub::set_spinning(bool spinning) noexcept {
+    std::lock_guard<std::mutex> lock(mailbox_->mutex);
+    mailbox_->spinning = spinning;
+    return mailbox_->pending.load(std::memory_order_relaxed);
 }
 
 std::chrono::nanoseconds hub::idle_spin() const noexcept {

@@ -78,6 +78,10 @@ struct hub_mailbox {
     std::mutex mutex;
     std::vector<ready_entry*> entries; // guarded
     bool wake_posted = false;          // guarded
+    // guarded: the hub is in its idle spin, which watches `pending`, so a
+    // push needs no wake through the loop (an eventfd write, and Asio's
+    // mutex, which the spin's polls hold often).
+    bool spinning = false;
 };
 
 // A callback queued with run_callback: it owns itself until it has run.
@@ -191,6 +195,9 @@ private:
     void run_handlers(bool block);
     // Out of work: polls for a while if busy (idle_spin), then sleeps.
     void wait_for_work();
+    // Marks the hub as in its idle spin or not, for pushes from other
+    // threads; whether the mailbox has entries.
+    bool set_spinning(bool spinning) noexcept;
     void take_remote();
     void arm_interrupt();
     void shut_down() noexcept;
