@@ -139,21 +139,15 @@ void future_state::finish(std::exception_ptr error, bool cancelled) noexcept {
     }
 }
 
-bool future_state::finish_with_current_exception() noexcept {
-    std::exception_ptr e = std::current_exception();
-    bool unwinding = false;
+bool future_state::finish_if_unwinding() noexcept {
     try {
         throw;
     } catch (forced_unwind const&) {
-        unwinding = true;
-    } catch (...) {
-    }
-    if (unwinding) {
         finish(cancelled_error("fibers: the work's hub closed before it finished"), true);
         return true;
+    } catch (...) {
+        return false;
     }
-    finish(std::move(e));
-    return false;
 }
 
 bool future_state::wait(deadline until) {

@@ -81,6 +81,15 @@ public:
         if (error_)
             std::rethrow_exception(error_);
     }
+    // For the only handle's owner (blocking()): moves the exception out, so
+    // that it dies on the thread that caught it. Destroyed with the state by
+    // a pool's worker, it would be freed on the worker's thread, ordered
+    // after the catch only by the C++ runtime's own counts, which
+    // ThreadSanitizer cannot see.
+    void rethrow_taken_error() {
+        if (error_)
+            std::rethrow_exception(std::exchange(error_, nullptr));
+    }
 
     // The work may begin: false if it was cancelled first.
     bool try_start() noexcept {
@@ -92,10 +101,10 @@ public:
     // Ends the work: the value, if any, is set; wakes the waiters, runs the
     // callbacks in the calling thread or fiber.
     void finish(std::exception_ptr error, bool cancelled = false) noexcept;
-    // In a catch block of work that threw: finishes with that exception and
-    // returns false; or, for a fiber being unwound (its hub closing), marks
-    // the work cancelled and returns true: the caller must rethrow.
-    bool finish_with_current_exception() noexcept;
+    // In a catch block of work that threw: for a fiber being unwound (its
+    // hub closing), marks the work cancelled and returns true: the caller
+    // must rethrow. Else false, and the caller finishes with the exception.
+    bool finish_if_unwinding() noexcept;
 
     // Waits until done (true) or `until` passes (false). A switchpoint.
     bool wait(deadline until);
@@ -150,6 +159,7 @@ public:
             fn_.reset();
             return;
         }
+        std::exception_ptr error;
         try {
             if constexpr (std::is_void_v<R>)
                 std::invoke(*fn_);
@@ -157,14 +167,17 @@ public:
                 this->value.emplace(std::invoke(*fn_));
         } catch (...) {
             fn_.reset();
-            if (this->finish_with_current_exception())
+            if (this->finish_if_unwinding())
                 throw;
-            return;
+            error = std::current_exception();
         }
-        // The captures go before the waiters wake: what the work held is
-        // released by the time its result is seen.
+        // Finished outside the catch, so that the worker's own hold on the
+        // exception in flight has ended before the waiters wake: whoever
+        // catches it last frees it, on their own thread. And the captures
+        // go first: what the work held is released by the time its result
+        // is seen.
         fn_.reset();
-        this->finish(nullptr);
+        this->finish(std::move(error));
     }
 
 private:
@@ -534,7 +547,7 @@ detail::submit_result_t<Fn> blocking(Fn&& fn) {
             throw;
         }
     }
-    s.rethrow_if_error();
+    s.rethrow_taken_error();
     if constexpr (!std::is_void_v<result>) {
         // No other handle sees this value: it may be moved out.
         return std::move(*static_cast<detail::future_value<result>&>(s).value);
