@@ -29,12 +29,6 @@ void run_callback(future_callback& cb, future_state& state) noexcept {
 
 std::exception_ptr cancelled_error(char const* why) noexcept { return std::make_exception_ptr(cancelled(why)); }
 
-// After a wait that was not woken: whether to give up. A fiber resumed by
-// something else than its waker (a stray switch_back) waits on.
-bool deadline_passed(deadline const& until) noexcept {
-    return until.has_value() && wait_clock::now() >= *until;
-}
-
 // A queue of submitted work, linked through the items.
 struct work_queue {
     future_state* head = nullptr;
@@ -155,11 +149,8 @@ bool future_state::wait(deadline until) {
     if (done())
         return true;
     std::unique_lock<std::mutex> lock(mutex_);
-    while (status_.load(std::memory_order_relaxed) != finished) {
-        if (!waiters_.wait(lock, until) && deadline_passed(until))
-            return status_.load(std::memory_order_relaxed) == finished;
-    }
-    return true;
+    // Woken only by finish().
+    return status_.load(std::memory_order_relaxed) == finished || waiters_.wait(lock, until);
 }
 
 void future_state::wait_to_end() noexcept {
@@ -266,7 +257,7 @@ bool completion_queue::wait_for(std::size_t n, deadline until) {
     switchpoint();
     std::unique_lock<std::mutex> lock(mutex_);
     while (order_.size() < n) {
-        if (!waiters_.wait(lock, until) && deadline_passed(until))
+        if (!waiters_.wait(lock, until))
             return order_.size() >= n;
     }
     return true;
@@ -276,7 +267,7 @@ std::size_t completion_queue::next(std::size_t k, deadline until) {
     switchpoint();
     std::unique_lock<std::mutex> lock(mutex_);
     while (order_.size() <= k) {
-        if (!waiters_.wait(lock, until) && order_.size() <= k && deadline_passed(until))
+        if (!waiters_.wait(lock, until))
             throw fibers::timeout();
     }
     return order_[k];

@@ -77,41 +77,34 @@ bool lock_core::acquire_until(wait_clock::time_point until) {
 
 bool lock_core::acquire_slow(std::uintptr_t me, deadline until) {
     std::unique_lock<std::mutex> lock(guard_);
+    std::uintptr_t seen = state_.load(std::memory_order_relaxed);
     for (;;) {
-        std::uintptr_t seen = state_.load(std::memory_order_relaxed);
-        for (;;) {
-            if (seen == 0) {
-                // Free, so nobody waits (a release with waiters hands it over).
-                if (state_.compare_exchange_weak(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
-                    count_ = 1;
-                    return true;
-                }
-            } else if ((seen & contended) != 0 ||
-                       state_.compare_exchange_weak(seen, seen | contended, std::memory_order_relaxed)) {
-                // The owner's release now fails its fast path and takes
-                // guard_, which is held until this waiter is in the list.
-                break;
+        if (seen == 0) {
+            // Free, so nobody waits (a release with waiters hands it over).
+            if (state_.compare_exchange_weak(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+                count_ = 1;
+                return true;
             }
+        } else if ((seen & contended) != 0 ||
+                   state_.compare_exchange_weak(seen, seen | contended, std::memory_order_relaxed)) {
+            // The owner's release now fails its fast path and takes
+            // guard_, which is held until this waiter is in the list.
+            break;
         }
-        waiter w;
-        w.payload = reinterpret_cast<void*>(me);
-        bool got;
-        try {
-            got = waiters_.wait(lock, until, w);
-        } catch (...) {
-            if (w.woken())
-                hand_on_locked(); // handed the lock, then cancelled: the next waiter gets it
-            throw;
-        }
-        if (got) {
-            count_ = 1;
-            return true;
-        }
-        // An untimed wait ends unwoken only when its fiber was resumed by
-        // something else (its hub ended under a waiting root): wait again.
-        if (until)
-            return false;
     }
+    waiter w;
+    w.payload = reinterpret_cast<void*>(me);
+    bool got;
+    try {
+        got = waiters_.wait(lock, until, w);
+    } catch (...) {
+        if (w.woken())
+            hand_on_locked(); // handed the lock, then cancelled: the next waiter gets it
+        throw;
+    }
+    if (got)
+        count_ = 1; // handed over by a release
+    return got;
 }
 
 void lock_core::hand_on_locked() noexcept {
@@ -179,11 +172,7 @@ bool event::wait_until(detail::deadline until) {
     if (flag_.load(std::memory_order_relaxed))
         return true;
     // Woken only by set(): true even if the flag was cleared again since, as in Python.
-    while (!waiters_.wait(lock, until)) {
-        if (until || flag_.load(std::memory_order_relaxed))
-            return flag_.load(std::memory_order_relaxed);
-    }
-    return true;
+    return waiters_.wait(lock, until) || flag_.load(std::memory_order_relaxed);
 }
 
 std::size_t event::waiter_count() const {
@@ -259,9 +248,7 @@ bool condition::wait_until(detail::deadline until) {
         }
         std::rethrow_exception(interrupted);
     }
-    // Untimed, an unnotified return is a spurious wake-up, which callers of
-    // a condition allow for: still true, as Python's wait() is.
-    return notified || !until;
+    return notified;
 }
 
 } // namespace fibers

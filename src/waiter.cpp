@@ -115,7 +115,6 @@ void waiter_list::wait_through(std::unique_lock<std::mutex>& lock, waiter& w) {
 }
 
 bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waiter& w) {
-    switchpoint();
     // The deadline as a plain time: an optional's value read in both
     // branches below trips g++ 12's uninitialised-use warning.
     wait_clock::time_point const end = until.value_or(wait_clock::time_point::max());
@@ -124,8 +123,10 @@ bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waite
         return false;
     bool through_hub = false;
     if (hub* h = live_hub()) {
-        hub_access::check_may_wait(*h); // not from the hub fiber itself
+        hub_access::check_may_wait(*h); // a switchpoint; not from the hub fiber itself
         through_hub = true;
+    } else {
+        switchpoint();
     }
     // Made before the waiter is linked: a linked waiter must not be left
     // behind by an exception (std::bad_alloc) from making them.

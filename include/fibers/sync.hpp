@@ -218,65 +218,56 @@ public:
     }
 
 private:
-    // An untimed wait below ends unwoken only when something else resumed
-    // the fiber (its hub ended under a waiting root): it looks again.
     void put_until(T& item, deadline until, bool may_wait) {
         std::unique_lock<std::mutex> lock(guard_);
-        for (;;) {
-            if (!getters_.empty()) {
-                static_cast<std::optional<T>*>(getters_.front()->payload)->emplace(std::move(item));
-                ++unfinished_;
-                getters_.wake_one();
-                return;
-            }
-            if (putters_.empty() && (maxsize_ == 0 || items_.size() < maxsize_)) {
-                items_.push(std::move(item));
-                ++unfinished_;
-                return;
-            }
-            if (!may_wait)
-                throw queue_full();
-            waiter w;
-            w.payload = &item;
-            // An exception after a getter took the item in (w.woken()) still
-            // leaves: the put happened, the item is in the queue.
-            if (putters_.wait(lock, until, w))
-                return;
-            if (until)
-                throw queue_full();
+        if (!getters_.empty()) {
+            static_cast<std::optional<T>*>(getters_.front()->payload)->emplace(std::move(item));
+            ++unfinished_;
+            getters_.wake_one();
+            return;
         }
+        if (putters_.empty() && (maxsize_ == 0 || items_.size() < maxsize_)) {
+            items_.push(std::move(item));
+            ++unfinished_;
+            return;
+        }
+        if (!may_wait)
+            throw queue_full();
+        waiter w;
+        w.payload = &item;
+        // Woken, a getter has taken the item in. An exception after that
+        // still leaves: the put happened, the item is in the queue.
+        if (!putters_.wait(lock, until, w))
+            throw queue_full();
     }
 
     T get_until(deadline until, bool may_wait) {
         std::unique_lock<std::mutex> lock(guard_);
-        for (;;) {
-            if (items_.size() != 0) {
-                T v = items_.pop();
-                if (!putters_.empty()) {
-                    items_.push(std::move(*static_cast<T*>(putters_.front()->payload)));
-                    ++unfinished_;
-                    putters_.wake_one();
-                }
-                return v;
+        if (items_.size() != 0) {
+            T v = items_.pop();
+            if (!putters_.empty()) {
+                items_.push(std::move(*static_cast<T*>(putters_.front()->payload)));
+                ++unfinished_;
+                putters_.wake_one();
             }
-            if (!may_wait)
-                throw queue_empty();
-            std::optional<T> slot;
-            waiter w;
-            w.payload = &slot;
-            bool got;
-            try {
-                got = getters_.wait(lock, until, w);
-            } catch (...) {
-                if (w.woken() && slot)
-                    give_back(std::move(*slot)); // cancelled with its item in hand: nothing is lost
-                throw;
-            }
-            if (got)
-                return std::move(*slot);
-            if (until)
-                throw queue_empty();
+            return v;
         }
+        if (!may_wait)
+            throw queue_empty();
+        std::optional<T> slot;
+        waiter w;
+        w.payload = &slot;
+        bool got;
+        try {
+            got = getters_.wait(lock, until, w);
+        } catch (...) {
+            if (w.woken() && slot)
+                give_back(std::move(*slot)); // cancelled with its item in hand: nothing is lost
+            throw;
+        }
+        if (!got)
+            throw queue_empty();
+        return std::move(*slot); // handed over by a put
     }
 
     void give_back(T&& item) {

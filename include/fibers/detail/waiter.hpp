@@ -115,7 +115,8 @@ public:
     void wake(waiter& w) noexcept;
 
     // The calling fiber or thread waits in the list until a waker unlinks
-    // it (true) or `until` passes (false). `lock` holds the primitive's
+    // it (true) or `until` passes (false: only then; anything else that
+    // resumes a waiting fiber makes it wait on). `lock` holds the primitive's
     // mutex on entry, on return and when an exception leaves (a task's
     // cancel, a hub closing); it is released while waiting. Whatever ends
     // the wait, the waiter is unlinked by then.
