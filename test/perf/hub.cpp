@@ -16,23 +16,18 @@
 
 #include <fibers/task.hpp>
 
+#include "interleaved.hpp"
+
 #include <boost/fiber/all.hpp>
 
-#include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
-#include <limits>
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+using fibers_perf::clock_type;
+using fibers_perf::nanoseconds_per;
 using namespace std::chrono_literals;
-
-double nanoseconds_per(clock_type::time_point start, long count) {
-    std::chrono::duration<double, std::nano> elapsed = clock_type::now() - start;
-    return elapsed.count() / static_cast<double>(count);
-}
 
 double hub_yield(long yields) {
     long const each = yields / 2;
@@ -76,42 +71,17 @@ double boost_create_join(long count) {
     return nanoseconds_per(start, count);
 }
 
-struct row {
-    char const* name;
-    double (*ours)(long);
-    double (*anchor)(long);
-    char const* anchor_name;
-    double goal;
-    long count;
-    double best_ours = std::numeric_limits<double>::max();
-    double best_anchor = std::numeric_limits<double>::max();
-};
-
 } // namespace
 
 int main(int argc, char** argv) {
     long const scale = argc > 1 ? std::atol(argv[1]) : 1;
     int const repetitions = argc > 2 ? std::atoi(argv[2]) : 7;
 
-    row rows[] = {
+    fibers_perf::row rows[] = {
         {"hub sleep(0s)", &hub_yield, &boost_yield, "boost::this_fiber::yield", 0.6, 400000 * scale},
         {"hub spawn+join", &hub_spawn_join, &boost_create_join, "boost::fibers::fiber+join", 0.5, 100000 * scale},
     };
-    for (auto& r : rows) { // warm up: stacks, caches, the hub itself
-        r.ours(r.count / 10);
-        r.anchor(r.count / 10);
-    }
-    for (int rep = 0; rep < repetitions; ++rep)
-        for (auto& r : rows) {
-            r.best_ours = std::min(r.best_ours, r.ours(r.count));
-            r.best_anchor = std::min(r.best_anchor, r.anchor(r.count));
-        }
-
-    std::printf("best of %d repetitions, ns per operation\n", repetitions);
-    std::printf("%-18s %9s   %-26s %9s %8s %6s\n", "", "fibers", "anchor", "ns", "ratio", "goal");
-    for (auto const& r : rows)
-        std::printf("%-18s %9.1f   %-26s %9.1f %8.2f %6.2f\n", r.name, r.best_ours, r.anchor_name, r.best_anchor,
-                    r.best_ours / r.best_anchor, r.goal);
+    fibers_perf::run_and_print(rows, repetitions);
     fibers::get_hub().close();
     return 0;
 }

@@ -56,28 +56,24 @@
 #include <fibers/sync.hpp>
 #include <fibers/task.hpp>
 
+#include "interleaved.hpp"
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/fiber/all.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <future>
-#include <limits>
 #include <mutex>
 #include <thread>
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+using fibers_perf::clock_type;
+using fibers_perf::nanoseconds_per;
 using namespace std::chrono_literals;
-
-double nanoseconds_per(clock_type::time_point start, long count) {
-    std::chrono::duration<double, std::nano> elapsed = clock_type::now() - start;
-    return elapsed.count() / static_cast<double>(count);
-}
 
 // Called from main's own code only, after every task and thread has been
 // joined: exiting from a task would leave the hub to static destruction.
@@ -404,16 +400,6 @@ double asio_pool_promise(long count) {
     return ns;
 }
 
-struct row {
-    char const* name;
-    double (*ours)(long);
-    double (*anchor)(long);
-    char const* anchor_name;
-    long count;
-    double best_ours = std::numeric_limits<double>::max();
-    double best_anchor = std::numeric_limits<double>::max();
-};
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -431,32 +417,19 @@ int main(int argc, char** argv) {
     our_pool = &pool;
     asio_pool = &asio;
 
-    row rows[] = {
-        {"mutex uncontended", &fibers_mutex, &boost_mutex, "boost::fibers::mutex", 2000000 * scale},
-        {"mutex uncontended", &fibers_mutex, &std_mutex, "std::mutex", 2000000 * scale},
-        {"mutex contended", &fibers_mutex_contended, &boost_mutex_contended, "boost mutex + yield", 200000 * scale},
-        {"queue ping-pong", &fibers_queue_ping_pong, &boost_channel_ping_pong, "boost buffered_channel",
+    fibers_perf::row rows[] = {
+        {"mutex uncontended", &fibers_mutex, &boost_mutex, "boost::fibers::mutex", 0, 2000000 * scale},
+        {"mutex uncontended", &fibers_mutex, &std_mutex, "std::mutex", 0, 2000000 * scale},
+        {"mutex contended", &fibers_mutex_contended, &boost_mutex_contended, "boost mutex + yield", 0,
+         200000 * scale},
+        {"queue ping-pong", &fibers_queue_ping_pong, &boost_channel_ping_pong, "boost buffered_channel", 0,
          100000 * scale},
-        {"condition hand-off", &fibers_condition, &boost_condition, "boost condition_variable", 100000 * scale},
+        {"condition hand-off", &fibers_condition, &boost_condition, "boost condition_variable", 0, 100000 * scale},
         {"queue thread<->task", &fibers_queue_cross_thread, &boost_channel_cross_thread,
-         "boost channel thread<->fiber", 10000 * scale},
-        {"pool submit+result", &fibers_pool, &asio_pool_promise, "asio thread_pool+promise", 10000 * scale},
+         "boost channel thread<->fiber", 0, 10000 * scale},
+        {"pool submit+result", &fibers_pool, &asio_pool_promise, "asio thread_pool+promise", 0, 10000 * scale},
     };
-    for (auto& r : rows) { // warm up: stacks, caches, the hub, the pools' threads
-        r.ours(r.count / 10);
-        r.anchor(r.count / 10);
-    }
-    for (int rep = 0; rep < repetitions; ++rep)
-        for (auto& r : rows) {
-            r.best_ours = std::min(r.best_ours, r.ours(r.count));
-            r.best_anchor = std::min(r.best_anchor, r.anchor(r.count));
-        }
-
-    std::printf("best of %d repetitions, ns per operation; no goal yet\n", repetitions);
-    std::printf("%-20s %9s   %-28s %9s %8s %6s\n", "", "fibers", "anchor", "ns", "ratio", "goal");
-    for (auto const& r : rows)
-        std::printf("%-20s %9.1f   %-28s %9.1f %8.2f %6s\n", r.name, r.best_ours, r.anchor_name, r.best_anchor,
-                    r.best_ours / r.best_anchor, "-");
+    fibers_perf::run_and_print(rows, repetitions);
 
     our_pool = nullptr;
     asio_pool = nullptr;

@@ -1,0 +1,64 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_TEST_PERF_INTERLEAVED_HPP
+#define FIBERS_TEST_PERF_INTERLEAVED_HPP
+
+// What perf_hub and perf_sync share: rows of "ours beside an anchor", run
+// interleaved so that a burst of load from elsewhere spoils one repetition
+// of one variant rather than the comparison, each keeping its best, and
+// printed as a table of ns per operation and ratios.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+
+namespace fibers_perf {
+
+using clock_type = std::chrono::steady_clock;
+
+inline double nanoseconds_per(clock_type::time_point start, long count) {
+    std::chrono::duration<double, std::nano> elapsed = clock_type::now() - start;
+    return elapsed.count() / static_cast<double>(count);
+}
+
+struct row {
+    char const* name;
+    double (*ours)(long count);   // ns per operation over `count` operations
+    double (*anchor)(long count);
+    char const* anchor_name;
+    double goal; // the greatest ratio wanted; 0: none yet
+    long count;
+    double best_ours = std::numeric_limits<double>::max();
+    double best_anchor = std::numeric_limits<double>::max();
+};
+
+// Warms every variant up (a tenth of its count: stacks, caches, threads),
+// then runs them all in turn `repetitions` times, and prints the table.
+template <std::size_t N>
+void run_and_print(row (&rows)[N], int repetitions) {
+    for (auto& r : rows) {
+        r.ours(r.count / 10);
+        r.anchor(r.count / 10);
+    }
+    for (int rep = 0; rep < repetitions; ++rep)
+        for (auto& r : rows) {
+            r.best_ours = std::min(r.best_ours, r.ours(r.count));
+            r.best_anchor = std::min(r.best_anchor, r.anchor(r.count));
+        }
+    std::printf("best of %d repetitions, ns per operation\n", repetitions);
+    std::printf("%-20s %9s   %-28s %9s %8s %6s\n", "", "fibers", "anchor", "ns", "ratio", "goal");
+    for (auto const& r : rows) {
+        std::printf("%-20s %9.1f   %-28s %9.1f %8.2f ", r.name, r.best_ours, r.anchor_name, r.best_anchor,
+                    r.best_ours / r.best_anchor);
+        if (r.goal > 0)
+            std::printf("%6.2f\n", r.goal);
+        else
+            std::printf("%6s\n", "-");
+    }
+}
+
+} // namespace fibers_perf
+
+#endif // FIBERS_TEST_PERF_INTERLEAVED_HPP
