@@ -21,17 +21,18 @@ packages=(
     g++ cmake
     libboost1.81-dev libboost-context1.81-dev libboost-test1.81-dev
     libboost-program-options1.81-dev libboost1.81-tools-dev
-    # Only the benchmarks use it, as an anchor to compare against.
-    libboost-fiber1.81-dev
 )
+# Only the benchmarks use them: Boost.Fiber as an anchor to compare against.
+bench_packages=(libboost-fiber1.81-dev)
 jobs=${JOBS:-$(nproc)}
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
+# install_missing_packages [extra packages...]
 install_missing_packages() {
     local missing=() p
-    for p in "${packages[@]}"; do
+    for p in "${packages[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
@@ -109,12 +110,12 @@ run)
     install_missing_packages
     configure_and_build release
     server=build/release/example/echo_server
-    [ -x "$server" ] || die "the example echo server is not part of this version yet"
+    [ -x "$server" ] || die "$server was not built"
     say "echo server on 127.0.0.1:7000 (Ctrl-C stops it)"
     exec "$server" --host 127.0.0.1 --port 7000 "$@"
     ;;
 bench)
-    install_missing_packages
+    install_missing_packages "${bench_packages[@]}"
     configure_and_build release
     for b in build/release/test/perf/perf_*; do
         [ -x "$b" ] || continue

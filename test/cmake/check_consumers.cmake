@@ -1,11 +1,13 @@
 # Installs the library into a scratch prefix, then builds and runs a
 # consumer project against it with find_package(fibers), and once more
-# with add_subdirectory.
+# with add_subdirectory. Also configures the whole project as if Boost.Fiber
+# were not installed: it is only an anchor for two benchmarks.
 function(run)
     execute_process(COMMAND ${ARGV} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE out)
     if(NOT status EQUAL 0)
         message(FATAL_ERROR "failed (${status}): ${ARGV}\n${out}")
     endif()
+    set(output "${out}" PARENT_SCOPE)
 endfunction()
 
 file(REMOVE_RECURSE ${WORK_DIR})
@@ -28,3 +30,13 @@ run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/by_subdirectory -DFIBERS_SOUR
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/by_subdirectory)
 run(${WORK_DIR}/by_subdirectory/consumer)
 message(STATUS "find_package and add_subdirectory consumers built and ran")
+
+run(${CMAKE_COMMAND} -S ${FIBERS_SOURCE_DIR} -B ${WORK_DIR}/without_boost_fiber
+    -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+if(NOT output MATCHES "Boost.Fiber not found[^\n]*perf_hub and perf_sync are skipped")
+    message(FATAL_ERROR "configured without Boost.Fiber, but did not say which benchmarks it skips:\n${output}")
+endif()
+if(EXISTS ${WORK_DIR}/without_boost_fiber/test/perf/CMakeFiles/perf_hub.dir)
+    message(FATAL_ERROR "perf_hub is configured without Boost.Fiber")
+endif()
+message(STATUS "configured without Boost.Fiber")
