@@ -1,16 +1,23 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
-#include "fiber_internals.hpp"
+#include "hub_internals.hpp"
 
 #include <fibers/switchpoint.hpp>
 
 namespace fibers {
 
+// Both checks hold whether or not the caller would have to wait this time:
+// code that may wait is refused where it must not, not only on the day it
+// happens to wait.
 void switchpoint() {
     detail::thread_state const* ts = detail::current_thread_state;
-    if (ts != nullptr && ts->no_switch_depth != 0)
+    if (ts == nullptr)
+        return;
+    if (ts->no_switch_depth != 0)
         throw switchpoint_violation("fibers: switchpoint called inside assert_no_switchpoints");
+    if (ts->hub != nullptr && ts->current == detail::hub_access::record(*static_cast<hub const*>(ts->hub)))
+        throw error("fibers: switchpoint called in the hub fiber (a hub callback must not wait)");
 }
 
 // The guard also swaps the thread's switch key, so that the inline switch

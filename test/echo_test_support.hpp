@@ -17,7 +17,8 @@
 //   that a broken server fails a test instead of hanging it.
 // - a byte pattern that depends on a seed and on the position in the
 //   stream, so that a lost, repeated, reordered or foreign byte is seen.
-// - what /proc tells about the server: CPU time, RSS, open descriptors.
+// - what /proc tells about the server: how busy its threads are, the
+//   memory it has written, open descriptors.
 //
 // Nothing here asserts: the callers do, on the test thread. Boost.Test is
 // used only to find the binary (the module's arguments) and, in
@@ -49,6 +50,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -141,8 +143,8 @@ inline std::string describe_wait_status(int status) {
 // ---------------------------------------------------------------------------
 // What /proc says about a process.
 
-// User plus system CPU time of the whole process, in seconds; negative if
-// unreadable.
+// User plus system CPU time of the whole process, in seconds, for failure
+// messages; negative if unreadable.
 inline double cpu_seconds(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -162,6 +164,43 @@ inline double cpu_seconds(pid_t pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// For each thread of the process, the nanoseconds it has spent running or
+// ready to run on a run queue (/proc/PID/task/TID/schedstat). A thread that
+// spins is the one or the other all the time, whether it gets a core or
+// waits for one on a loaded machine; a thread that sleeps in the kernel is
+// neither. Empty if unreadable.
+inline std::map<pid_t, unsigned long long> busy_ns_by_thread(pid_t pid) {
+    std::map<pid_t, unsigned long long> out;
+    std::string const tasks = "/proc/" + std::to_string(pid) + "/task";
+    DIR* dir = ::opendir(tasks.c_str());
+    if (dir == nullptr)
+        return out;
+    while (dirent* entry = ::readdir(dir)) {
+        if (entry->d_name[0] == '.')
+            continue;
+        std::ifstream in(tasks + "/" + entry->d_name + "/schedstat");
+        unsigned long long running = 0, waiting = 0;
+        if (in >> running >> waiting)
+            out[static_cast<pid_t>(std::stol(entry->d_name))] = running + waiting;
+    }
+    ::closedir(dir);
+    return out;
+}
+
+// The largest share of `wall` that a thread of the process spent running
+// or ready to run between two readings of busy_ns_by_thread.
+inline double busiest_thread_share(std::map<pid_t, unsigned long long> const& before,
+                                   std::map<pid_t, unsigned long long> const& after, clock::duration wall) {
+    double busiest = 0;
+    for (auto const& [tid, ns] : after) {
+        auto const was = before.find(tid);
+        unsigned long long const spent = ns - (was != before.end() ? was->second : 0);
+        busiest = std::max(busiest, static_cast<double>(spent) /
+                                        static_cast<double>(std::chrono::nanoseconds(wall).count()));
+    }
+    return busiest;
+}
+
 // The state letter of /proc/PID/stat (R, S, Z...), '?' if unreadable.
 inline char process_state(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -170,17 +209,18 @@ inline char process_state(pid_t pid) {
     return paren != std::string::npos && paren + 2 < text.size() ? text[paren + 2] : '?';
 }
 
-// A "Vm...:" line of /proc/PID/status, in KiB; -1 if absent.
-inline long status_kib(pid_t pid, std::string const& key) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.compare(0, key.size() + 1, key + ":") == 0)
-            return std::stol(line.substr(key.size() + 1));
+// The process's private memory that it has written (Private_Dirty of
+// /proc/PID/smaps_rollup), in KiB; -1 if unreadable. Unlike RSS it leaves
+// out pages only read, such as the shared zero page that a read of untouched
+// memory maps (which some kernels count in RSS), and code paged in.
+inline long private_dirty_kib(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    std::string const key = "Private_Dirty:";
+    for (std::string line; std::getline(in, line);)
+        if (line.compare(0, key.size(), key) == 0)
+            return std::stol(line.substr(key.size()));
     return -1;
 }
-
-inline long rss_kib(pid_t pid) { return status_kib(pid, "VmRSS"); }
 
 // The number of descriptors the process has open; -1 if unreadable.
 inline int open_fd_count(pid_t pid) {

@@ -89,7 +89,7 @@ void check_no_sanitizer_report(server_process& server) {
 
 // Waits for the server to end after `sig` (sent already), and checks that it
 // exits with status 0.
-void check_exits_cleanly(server_process& server, int sig, std::chrono::milliseconds within = 5s) {
+void check_exits_cleanly(server_process& server, int sig, std::chrono::milliseconds within = 20s) {
     auto const sent = clock::now();
     std::optional<int> status = server.wait_exit(within);
     if (!status) {
@@ -109,7 +109,7 @@ void check_exits_cleanly(server_process& server, int sig, std::chrono::milliseco
     check_no_sanitizer_report(server);
 }
 
-void stop_and_check(server_process& server, int sig = SIGTERM, std::chrono::milliseconds within = 5s) {
+void stop_and_check(server_process& server, int sig = SIGTERM, std::chrono::milliseconds within = 20s) {
     server.send_signal(sig);
     check_exits_cleanly(server, sig, within);
 }
@@ -124,7 +124,7 @@ void check_still_serves(server_process& server, char const* after) {
 // Checks that the server is back to `baseline` open descriptors (it closed
 // the connections it was told to close).
 void check_fds_back_to(server_process& server, int baseline, char const* after) {
-    int const now = wait_fd_count_at_most(server.pid(), baseline, 5s);
+    int const now = wait_fd_count_at_most(server.pid(), baseline, 20s);
     BOOST_CHECK_MESSAGE(now <= baseline, "after " << after << ", the server still has " << now
                                                   << " descriptors open, " << baseline << " before");
 }
@@ -137,7 +137,7 @@ struct load_options {
     std::size_t messages = 24;            // per connection, 1 byte to max_message bytes
     std::size_t max_message = 64 * 1024;
     std::chrono::milliseconds op_timeout = 10s; // per read or write
-    std::chrono::milliseconds close_timeout = 3s; // for the server's close after the stop
+    std::chrono::milliseconds close_timeout = 10s; // for the server's close after the stop
 };
 
 struct load_report {
@@ -441,11 +441,21 @@ BOOST_AUTO_TEST_CASE(two_threads_both_accept) {
         BOOST_REQUIRE(clients.back().send_text("x"));
     }
     std::set<std::size_t> served;
-    auto const deadline = clock::now() + 1500ms;
-    while (clock::now() < deadline) {
+    auto collect = [&] {
         for (std::size_t i = 0; i < clients.size(); ++i)
             if (!served.count(i) && clients[i].receive(1, 0ms).bytes.size() == 1)
                 served.insert(i);
+    };
+    // Two are served, however long the server takes to get there...
+    auto const deadline = clock::now() + 20s;
+    while (served.size() < 2 && clock::now() < deadline) {
+        collect();
+        std::this_thread::sleep_for(20ms);
+    }
+    // ...and no third while they stay open.
+    auto const watched_until = clock::now() + 1s;
+    while (clock::now() < watched_until) {
+        collect();
         std::this_thread::sleep_for(20ms);
     }
     BOOST_CHECK_MESSAGE(served.size() == 2, served.size() << " connections served at once by 2 threads of at most 1 "
@@ -480,12 +490,12 @@ BOOST_AUTO_TEST_CASE(signal_right_after_the_listening_line_exits_zero, *boost::u
             spawn_options options;
             options.signal_when_listening = v.sig;
             auto server = start_server(v.args, options);
-            std::optional<int> const status = server->wait_exit(5s);
+            std::optional<int> const status = server->wait_exit(20s);
             if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
                 BOOST_ERROR(signal_name(v.sig) << " sent right after the listening line, attempt " << attempt
                                                << ": " << server->describe()
-                                               << (status ? "" : ", still running 5 s later"));
-                break; // one failure says it; do not wait 5 s more for each
+                                               << (status ? "" : ", still running 20 s later"));
+                break; // one failure says it; do not wait 20 s more for each
             }
             check_no_sanitizer_report(*server);
         }
@@ -645,8 +655,8 @@ void check_half_close(std::string const& io) {
     stop_and_check(*server);
 }
 
-// With --idle-timeout 1, a silent peer is closed after about a second; an
-// active one is not.
+// With --idle-timeout 1, a silent peer is closed after a second, not sooner,
+// and within ten; an active one is not.
 void check_idle_timeout(std::string const& io) {
     auto server = start_server({"--idle-timeout", "1", "--io", io});
     unsigned short const port = port_of(*server);
@@ -658,11 +668,11 @@ void check_idle_timeout(std::string const& io) {
     BOOST_REQUIRE(silent.ok());
     std::optional<clock::duration> closed_after;
     stream_end end = stream_end::timeout;
-    while (clock::now() - opened < 5s) {
-        // The active peer talks every 250 ms, well within the timeout.
-        BOOST_REQUIRE_EQUAL(active.echo(100, 2s), "");
+    while (clock::now() - opened < 10s) {
+        // The active peer talks every 100 ms, a tenth of the timeout.
+        BOOST_REQUIRE_EQUAL(active.echo(100, 5s), "");
         if (!closed_after) {
-            end = silent.wait_for_end(250ms);
+            end = silent.wait_for_end(100ms);
             if (end != stream_end::timeout) {
                 closed_after = clock::now() - opened;
                 continue;
@@ -670,15 +680,15 @@ void check_idle_timeout(std::string const& io) {
         } else if (clock::now() - opened > *closed_after + 1500ms) {
             break; // the active one outlived the silent one's timeout by more than a second
         } else {
-            std::this_thread::sleep_for(250ms);
+            std::this_thread::sleep_for(100ms);
         }
     }
-    BOOST_REQUIRE_MESSAGE(closed_after, "a silent peer was not closed within 5 s with --idle-timeout 1");
+    BOOST_REQUIRE_MESSAGE(closed_after, "a silent peer was not closed within 10 s with --idle-timeout 1");
     auto const ms = std::chrono::duration_cast<std::chrono::milliseconds>(*closed_after).count();
     BOOST_TEST_MESSAGE("the silent peer was closed after " << ms << " ms");
     BOOST_CHECK_MESSAGE(end == stream_end::eof || end == stream_end::reset,
                         "the silent peer saw " << to_string(end) << " instead of the end of the stream");
-    BOOST_CHECK_MESSAGE(ms >= 800 && ms <= 3000, "a silent peer closed after " << ms << " ms with --idle-timeout 1");
+    BOOST_CHECK_MESSAGE(ms >= 1000, "a silent peer closed after " << ms << " ms with --idle-timeout 1");
     BOOST_CHECK_EQUAL(active.echo(64 * 1024), "");
     active.close();
     check_fds_back_to(*server, baseline, "the idle timeout");
@@ -692,7 +702,8 @@ void check_idle_timeout(std::string const& io) {
 void check_flood(std::string const& io) {
     auto server = start_server({"--io", io});
     unsigned short const port = port_of(*server);
-    long const rss_before = rss_kib(server->pid());
+    long const written_before = private_dirty_kib(server->pid());
+    BOOST_REQUIRE_MESSAGE(written_before >= 0, "/proc/" << server->pid() << "/smaps_rollup is unreadable");
     std::size_t const total = 64 << 20;
     client flood = client::connect(port);
     BOOST_REQUIRE(flood.ok());
@@ -701,20 +712,22 @@ void check_flood(std::string const& io) {
     BOOST_TEST_MESSAGE(sent << " bytes of " << total << " sent before the server stopped reading");
     BOOST_WARN_MESSAGE(sent < total, "the kernel took all 64 MiB: the server was never blocked");
 
-    // Meanwhile, another connection is served promptly.
+    // Meanwhile, another connection is served: the stuck one blocks only
+    // itself. (How fast is for the benchmarks; a server blocked by the
+    // flood would never echo.)
     client other = client::connect(port);
     BOOST_REQUIRE(other.ok());
     for (int i = 0; i < 5; ++i) {
-        auto const t0 = clock::now();
-        BOOST_CHECK_EQUAL(other.echo(16 * 1024, 2s), "");
-        auto const ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0).count();
-        BOOST_CHECK_MESSAGE(ms < 1000, "an echo took " << ms << " ms while another peer was flooding");
+        BOOST_CHECK_EQUAL(other.echo(16 * 1024, 10s), "");
         sent += push_until_stuck(flood, std::min<std::size_t>(1 << 20, total - sent), 50ms, clock::now() + 200ms, sent);
     }
-    long const rss_during = rss_kib(server->pid());
-    BOOST_TEST_MESSAGE("server RSS " << rss_before << " KiB before, " << rss_during << " KiB during the flood");
-    BOOST_CHECK_MESSAGE(rss_during - rss_before < 32 * 1024, "the server's RSS grew from "
-                                                                 << rss_before << " KiB to " << rss_during
+    // Bounded memory: what the server wrote to its own memory grows by far
+    // less than the flood.
+    long const written_during = private_dirty_kib(server->pid());
+    BOOST_TEST_MESSAGE("server memory written: " << written_before << " KiB before, " << written_during
+                                                 << " KiB during the flood");
+    BOOST_CHECK_MESSAGE(written_during - written_before < 32 * 1024,
+                        "the server's written memory grew from " << written_before << " KiB to " << written_during
                                                                  << " KiB while a peer flooded it");
     // Without an idle timeout the stuck connection stays open.
     std::this_thread::sleep_for(500ms);
@@ -773,7 +786,7 @@ BOOST_AUTO_TEST_CASE(flood_without_reading_closed_by_idle_timeout) {
     auto const stuck = clock::now();
     // Keep trying to send, never read, until the server gives up on it.
     bool closed = false;
-    while (!closed && clock::now() - stuck < 6s) {
+    while (!closed && clock::now() - stuck < 20s) {
         std::size_t const more = push_until_stuck(flood, 1 << 20, 100ms, clock::now() + 200ms, sent);
         sent += more;
         closed = closed_by_peer(flood);
@@ -835,7 +848,7 @@ BOOST_AUTO_TEST_CASE(peer_process_killed) {
     }
     // The server accepts them (on a loaded machine, perhaps not at once),
     // then blocks writing to the sender.
-    BOOST_CHECK(wait_fd_count_at_least(server->pid(), baseline + 3, 5s) >= baseline + 3);
+    BOOST_CHECK(wait_fd_count_at_least(server->pid(), baseline + 3, 20s) >= baseline + 3);
     std::this_thread::sleep_for(300ms);
     for (pid_t pid : children) {
         ::kill(pid, SIGKILL);
@@ -901,8 +914,13 @@ void check_emfile(std::string const& io) {
             }
         }
     };
-    auto deadline = clock::now() + 1500ms;
-    while (clock::now() < deadline) {
+    // For a second and a half at least, and until the server has said that
+    // accept failed and has served someone, however long that takes.
+    auto const at_least = clock::now() + 1500ms;
+    auto deadline = clock::now() + 30s;
+    while (clock::now() < at_least ||
+           ((served.empty() || server->stderr_text().find("Too many open files") == std::string::npos) &&
+            clock::now() < deadline && server->running())) {
         take_echoes(false);
         std::this_thread::sleep_for(20ms);
     }
@@ -916,18 +934,22 @@ void check_emfile(std::string const& io) {
     BOOST_TEST_MESSAGE(served_at_first << " of " << count << " connections served while out of descriptors");
     BOOST_CHECK(served_at_first > 0);
     BOOST_CHECK_MESSAGE(served_at_first < count, "the descriptor limit did not bite");
-    BOOST_CHECK_MESSAGE(server->wait_stderr_contains("Too many open files", 3s),
+    BOOST_CHECK_MESSAGE(server->wait_stderr_contains("Too many open files", 0ms),
                         "no warning about the failed accept on stderr");
 
-    // Backing off, not spinning: little CPU over a second of EMFILE.
-    double const cpu0 = cpu_seconds(server->pid());
+    // Backing off, not spinning: over a second out of descriptors, no thread
+    // of the server is running or ready to run most of the time, as a
+    // spinning one would be on any load (the time it gets a core depends on
+    // the load; that it never sleeps does not).
+    auto const busy_before = busy_ns_by_thread(server->pid());
+    BOOST_REQUIRE_MESSAGE(!busy_before.empty(), "/proc/" << server->pid() << "/task/*/schedstat is unreadable");
     auto const t0 = clock::now();
     std::this_thread::sleep_for(1s);
-    double const cpu = cpu_seconds(server->pid()) - cpu0;
-    double const wall = std::chrono::duration<double>(clock::now() - t0).count();
-    BOOST_TEST_MESSAGE("the server used " << cpu << " s of CPU in " << wall << " s out of descriptors");
-    BOOST_CHECK_MESSAGE(cpu < 0.25 * wall, "the server used " << cpu << " s of CPU in " << wall
-                                                              << " s while out of descriptors: it spins");
+    double const busiest = busiest_thread_share(busy_before, busy_ns_by_thread(server->pid()), clock::now() - t0);
+    BOOST_TEST_MESSAGE("out of descriptors, the busiest thread of the server ran or was ready to run "
+                       << 100 * busiest << " % of the time");
+    BOOST_CHECK_MESSAGE(busiest < 0.5, "a thread of the server ran or was ready to run "
+                                           << 100 * busiest << " % of a second while out of descriptors: it spins");
     BOOST_REQUIRE_MESSAGE(server->running(), "the server ended while out of descriptors: " << server->describe());
 
     // The served connections still work; then they close, freeing
@@ -937,7 +959,7 @@ void check_emfile(std::string const& io) {
         BOOST_CHECK_EQUAL(clients[i].echo(100, 2s), "");
         clients[i].close();
     }
-    deadline = clock::now() + 10s;
+    deadline = clock::now() + 30s;
     while (served.size() < count && clock::now() < deadline) {
         take_echoes(true);
         std::this_thread::sleep_for(20ms);
@@ -985,7 +1007,7 @@ BOOST_AUTO_TEST_CASE(max_connections_holds_the_third_back) {
     BOOST_CHECK_EQUAL(b.echo(1000), "");
     a.close();
     if (r.bytes.size() < 5) {
-        client::received const rest = c.receive(5 - r.bytes.size(), 3s);
+        client::received const rest = c.receive(5 - r.bytes.size(), 10s);
         r.bytes.insert(r.bytes.end(), rest.bytes.begin(), rest.bytes.end());
     }
     BOOST_CHECK_MESSAGE(r.bytes.size() == 5, "the third connection got " << r.bytes.size()
@@ -999,7 +1021,7 @@ BOOST_AUTO_TEST_CASE(max_connections_holds_the_third_back) {
     client::received const early = d.receive(5, 500ms);
     BOOST_CHECK_MESSAGE(early.bytes.empty(), "the fourth connection was served while two were open");
     b.close();
-    client::received const later = d.receive(5 - early.bytes.size(), 3s);
+    client::received const later = d.receive(5 - early.bytes.size(), 10s);
     BOOST_CHECK_EQUAL(early.bytes.size() + later.bytes.size(), 5u);
     c.close();
     d.close();

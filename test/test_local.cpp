@@ -572,11 +572,16 @@ BOOST_AUTO_TEST_CASE(local_destroyed_while_a_fiber_ends_on_another_thread) {
     // The local goes on one thread while a fiber that set a value in it ends
     // on another: the value is destroyed exactly once, by either side, and
     // nothing touches the local after its destructor. Run in a child, so
-    // that a crash is reported as a failure of this test alone.
+    // that a crash is reported as a failure of this test alone. Up to 20000
+    // rounds, as many as fit in 20 s (at least 200): on a loaded machine
+    // each round waits for the scheduler to run the other thread, and how
+    // long that takes must not decide whether the test passes.
     auto result = fibers_test::run_in_child([] {
         counted::destroyed = 0;
-        constexpr int rounds = 20000;
-        for (int round = 0; round < rounds; ++round) {
+        auto const until = std::chrono::steady_clock::now() + 20s;
+        int rounds = 0;
+        for (int round = 0; round < 20000 && (round < 200 || std::chrono::steady_clock::now() < until);
+             ++round, ++rounds) {
             auto l = std::make_unique<local<counted>>();
             std::atomic<bool> set{false};
             std::thread t([&] {

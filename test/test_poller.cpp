@@ -98,7 +98,7 @@ std::string take(int fd) {
 // time because io_context::poll() never returns while a level-triggered
 // callback keeps finding its fd ready.
 template <class Pred>
-bool run_until(boost::asio::io_context& io, Pred done, std::chrono::milliseconds limit = 3s) {
+bool run_until(boost::asio::io_context& io, Pred done, std::chrono::milliseconds limit = 10s) {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (!done()) {
         if (std::chrono::steady_clock::now() >= deadline)

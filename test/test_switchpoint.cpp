@@ -6,9 +6,11 @@
 
 #include <fibers/errors.hpp>
 #include <fibers/fiber.hpp>
+#include <fibers/futures.hpp>
 #include <fibers/hub.hpp>
 #include <fibers/switch_back.hpp>
 #include <fibers/switchpoint.hpp>
+#include <fibers/sync.hpp>
 #include <fibers/task.hpp>
 
 #include "hub_support.hpp"
@@ -538,6 +540,55 @@ BOOST_AUTO_TEST_CASE(everything_works_after_the_guard) {
         BOOST_CHECK_NO_THROW(fibers::sleep(1ms));
         BOOST_CHECK_NO_THROW(t.join());
         BOOST_TEST(task_ran);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(hub_fiber)
+
+// A hub callback must not wait. Every switchpoint refuses it there with
+// fibers::error, including the calls that would not have to wait this
+// time: a mistake shows on the first run, not on the day it must wait.
+BOOST_AUTO_TEST_CASE(switchpoints_in_a_hub_callback_throw_even_when_they_need_not_wait) {
+    on_new_thread([] {
+        auto& hub = fibers::get_hub();
+        fibers::task ended = fibers::spawn([] {});
+        ended.join();
+        fibers::mutex free_mutex;
+        fibers::event set_event;
+        set_event.set();
+        fibers::queue<int> queue;
+        queue.put(1);
+        fibers::future<int> done = fibers::get_io_pool().submit([] { return 1; });
+        done.wait();
+        bool ran = false;
+        hub.run_callback([&] {
+            BOOST_CHECK_THROW(fibers::switchpoint(), fibers::error);
+            BOOST_CHECK_THROW(ended.join(), fibers::error);
+            BOOST_CHECK_THROW(free_mutex.acquire(), fibers::error);
+            BOOST_CHECK_THROW(set_event.wait(), fibers::error);
+            BOOST_CHECK_THROW(queue.get(), fibers::error);
+            BOOST_CHECK_THROW(done.result(), fibers::error);
+            // What does not wait is allowed.
+            BOOST_CHECK_NO_THROW(free_mutex.acquire(false));
+            free_mutex.release();
+            BOOST_CHECK_NO_THROW(set_event.is_set());
+            ran = true;
+        });
+        fibers::sleep(0s);
+        BOOST_TEST(ran);
+        // Nothing was taken by the refused calls.
+        BOOST_TEST(!free_mutex.locked());
+        BOOST_TEST_REQUIRE(queue.qsize() == 1u);
+        // The same calls from a task are fine.
+        fibers::spawn([&] {
+            BOOST_CHECK_NO_THROW(fibers::switchpoint());
+            BOOST_CHECK_NO_THROW(ended.join());
+            BOOST_CHECK_NO_THROW(set_event.wait());
+            BOOST_TEST(queue.get() == 1);
+            BOOST_TEST(done.result() == 1);
+        }).join();
     });
 }
 

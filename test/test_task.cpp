@@ -4,7 +4,9 @@
 #define BOOST_TEST_MODULE task
 #include <boost/test/unit_test.hpp>
 
+#include <fibers/detail/stack_overflow.hpp>
 #include <fibers/hub.hpp>
+#include <fibers/stack.hpp>
 #include <fibers/task.hpp>
 
 #include "hub_support.hpp"
@@ -19,9 +21,40 @@
 #include <thread>
 #include <vector>
 
+#include <alloca.h>
+#include <unistd.h>
+
 using namespace std::chrono_literals;
 using fibers_test::captured_log;
 using fibers_test::on_new_thread;
+
+namespace {
+
+std::size_t page() { return static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)); }
+
+// The usable size of the stack the calling fiber runs on, found from the
+// guard page below it without touching memory; 0 if it is not an arena
+// stack.
+FIBERS_NOINLINE std::size_t this_fiber_stack_size() {
+    auto const* frame = static_cast<char const*>(__builtin_frame_address(0));
+    fibers::detail::arena_guard_hit below{};
+    for (std::size_t down = 0; down < 64 * fibers::arena_stack::default_size(); down += page())
+        if (fibers::detail::find_arena_guard(frame - down, below))
+            return static_cast<std::size_t>(below.high - below.low);
+    return 0;
+}
+
+// Takes `bytes` of stack below the caller's frame and writes to each page
+// of it from the top down, as a deep call chain would: on a stack too small
+// it faults on the guard page instead of writing beyond it.
+FIBERS_NOINLINE bool fill_stack(std::size_t bytes) {
+    auto* block = static_cast<char volatile*>(alloca(bytes));
+    for (std::size_t at = bytes; at >= page(); at -= page())
+        block[at - page()] = 1;
+    return block[0] == 1;
+}
+
+} // namespace
 
 BOOST_AUTO_TEST_SUITE(lifecycle)
 
@@ -85,7 +118,9 @@ BOOST_AUTO_TEST_CASE(a_started_task_lives_without_handles) {
                 fibers::sleep(1ms);
             }
         }); // the handle is dropped at once
-        fibers::sleep(50ms);
+        auto const give_up = std::chrono::steady_clock::now() + 10s;
+        while (steps < 3 && std::chrono::steady_clock::now() < give_up)
+            fibers::sleep(1ms);
         BOOST_TEST(steps == 3);
     });
 }
@@ -121,18 +156,24 @@ BOOST_AUTO_TEST_CASE(spawn_nested_thousand_deep) {
 BOOST_AUTO_TEST_CASE(options_select_the_hub_and_stack) {
     on_new_thread([] {
         fibers::hub& h = fibers::get_hub();
-        // A larger stack than the default holds a frame the default would not.
-        std::size_t big = 4 * fibers::arena_stack::default_size();
+        std::size_t const standard = fibers::arena_stack::default_size();
+        std::size_t const big = 4 * standard;
+        std::size_t default_got = 0, big_got = 0;
+        fibers::spawn([&] { default_got = this_fiber_stack_size(); }).join();
+        BOOST_TEST(default_got == standard);
+        // A larger stack than the default holds a frame the default would
+        // not; filled only once the stack is known to be large enough.
+        bool deep_frame_fits = false;
         fibers::spawn(
-            [big] {
-                std::vector<char> unused(1);
-                volatile char frame[1024];
-                frame[0] = 1;
-                (void)frame;
-                (void)big;
+            [&] {
+                big_got = this_fiber_stack_size();
+                if (big_got >= big)
+                    deep_frame_fits = fill_stack(2 * standard);
             },
             fibers::task_options{"big", &h, big})
             .join();
+        BOOST_TEST(big_got == big);
+        BOOST_TEST(deep_frame_fits);
         // Another thread's hub, alive while it is used here.
         std::promise<fibers::hub*> made;
         std::promise<void> checked;
@@ -295,11 +336,25 @@ BOOST_AUTO_TEST_CASE(cancel_of_an_ended_task_does_nothing) {
 
 BOOST_AUTO_TEST_CASE(cancel_from_another_thread) {
     on_new_thread([] {
-        fibers::task t = fibers::spawn([] { fibers::sleep(1h); });
-        fibers::sleep(1ms);
+        captured_log log;
+        std::string seen;
+        bool woke_normally = false;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                fibers::sleep(1h);
+                woke_normally = true;
+            } catch (fibers::cancelled const& e) {
+                seen = e.what();
+                throw;
+            }
+        });
+        fibers::sleep(1ms); // the task waits in its sleep now
         std::thread([t]() mutable { t.cancel("from afar"); }).join();
-        t.join(10s);
+        BOOST_CHECK_NO_THROW(t.join(10s));
+        BOOST_TEST(seen == "from afar"); // raised where it waits, with the message
+        BOOST_TEST(!woke_normally);
         BOOST_TEST(!t.alive());
+        BOOST_TEST(log.size() == 0u);
     });
 }
 

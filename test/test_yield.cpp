@@ -238,7 +238,7 @@ BOOST_AUTO_TEST_CASE(the_fiber_resumes_only_after_the_handler_ran) {
         auto& io = fibers::get_hub().loop();
         char target = '-';
         fill_probe probe;
-        BOOST_CHECK_THROW(async_fill(io, &target, 'X', 1000ms, true, probe, fibers::yield.after(10ms)),
+        BOOST_CHECK_THROW(async_fill(io, &target, 'X', 10000ms, true, probe, fibers::yield.after(10ms)),
                           fibers::timeout);
         BOOST_TEST(probe.cancel_seen);
         BOOST_TEST(probe.completed); // its handler had run when the fiber went on

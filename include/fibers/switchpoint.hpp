@@ -14,8 +14,9 @@
 namespace fibers {
 
 /// Marks a function that may switch: throws switchpoint_violation inside
-/// assert_no_switchpoints. Every switching function of the library calls it
-/// first; call it at the top of your own.
+/// assert_no_switchpoints, and fibers::error in the hub fiber (a hub
+/// callback), whether or not the caller would have to wait. Every switching
+/// function of the library calls it first; call it at the top of your own.
 void switchpoint();
 
 /// While alive, any switchpoint or switch of the calling thread throws
