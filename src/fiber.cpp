@@ -199,6 +199,12 @@ void fiber_entry(ctx::transfer_t from) noexcept {
     ts.finish(self, std::move(result), std::move(error));
 }
 
+void forget_deferred_interruption(fiber_record* record) noexcept {
+    if (record->deferred_interruption.queued())
+        ready_queue::erase(record->deferred_interruption);
+    record->deferred_interruption.error = nullptr;
+}
+
 std::string name_of(fiber_record const* record) {
     char buffer[96];
     std::size_t n = record->describe(buffer, sizeof buffer);
@@ -303,6 +309,7 @@ void shutdown_thread(thread_state& ts) noexcept {
 } // namespace
 
 fiber_record::~fiber_record() {
+    forget_deferred_interruption(this);
     if (parent != nullptr)
         release(parent);
     if (anchor != nullptr)
@@ -413,6 +420,7 @@ void thread_state::finish(fiber_record* self, std::any&& result, std::exception_
     self->status.store(fiber_status::ended, std::memory_order_relaxed);
     self->switch_key = nullptr;
     unlink_live(self);
+    forget_deferred_interruption(self); // it never waits again
     fiber_record* receiver = resumable_ancestor(self);
     incoming_value = &result; // this frame outlives the jump: the stack goes after
     incoming_error = std::move(error);

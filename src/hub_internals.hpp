@@ -30,8 +30,9 @@ struct hub_access {
     static bool push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept;
     static hub_mailbox& mailbox(hub const& h) noexcept { return *h.mailbox_; }
     // On the hub's thread: takes back an entry pushed (from any thread) and
-    // not yet run, wherever it waits: the run queue or the mailbox.
-    static void retract(hub& h, ready_entry& e) noexcept;
+    // not yet run, wherever it waits: the run queue or the mailbox. Whether
+    // it was there.
+    static bool retract(hub& h, ready_entry& e) noexcept;
     static std::uint64_t next_task_number(hub& h) noexcept { return ++h.tasks_made_; }
     // A new task joins the hub's list; once started the hub holds a
     // reference to it until its end, which releases it.
