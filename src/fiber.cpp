@@ -199,12 +199,6 @@ void fiber_entry(ctx::transfer_t from) noexcept {
     ts.finish(self, std::move(result), std::move(error));
 }
 
-void forget_deferred_interruption(fiber_record* record) noexcept {
-    if (record->deferred_interruption.queued())
-        ready_queue::erase(record->deferred_interruption);
-    record->deferred_interruption.error = nullptr;
-}
-
 std::string name_of(fiber_record const* record) {
     char buffer[96];
     std::size_t n = record->describe(buffer, sizeof buffer);
@@ -309,7 +303,6 @@ void shutdown_thread(thread_state& ts) noexcept {
 } // namespace
 
 fiber_record::~fiber_record() {
-    forget_deferred_interruption(this);
     if (parent != nullptr)
         release(parent);
     if (anchor != nullptr)
@@ -420,7 +413,12 @@ void thread_state::finish(fiber_record* self, std::any&& result, std::exception_
     self->status.store(fiber_status::ended, std::memory_order_relaxed);
     self->switch_key = nullptr;
     unlink_live(self);
-    forget_deferred_interruption(self); // it never waits again
+    // It never waits again: an interruption kept for its next wait goes. (Its
+    // error is set only while the entry is queued.)
+    if (FIBERS_UNLIKELY(self->deferred_interruption.queued())) {
+        ready_queue::erase(self->deferred_interruption);
+        self->deferred_interruption.error = nullptr;
+    }
     fiber_record* receiver = resumable_ancestor(self);
     incoming_value = &result; // this frame outlives the jump: the stack goes after
     incoming_error = std::move(error);

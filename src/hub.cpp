@@ -101,20 +101,21 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
     fiber_record* self = ts->current;
     if (!h.is_alive() || self == hub_access::record(h))
         return false;
+    task_record const* cancelled_task = nullptr;
     try {
         std::rethrow_exception(e);
     } catch (forced_unwind const&) {
         return false; // nothing may stop an unwinding, nor wait for it
+    } catch (task_cancellation const& c) {
+        cancelled_task = c.task;
     } catch (...) {
     }
-    if (self->only_switched_by == hub_access::record(h)) {
+    if (cancelled_task == self) {
         auto& t = static_cast<task_record&>(*self);
-        if (t.delivered_cancel == e) {
-            t.cancel_requested = true;
-            if (!t.cancel_entry.queued())
-                hub_access::push(h, t.cancel_entry);
-            return true;
-        }
+        t.cancel_requested = true;
+        if (!t.cancel_entry.queued())
+            hub_access::push(h, t.cancel_entry);
+        return true;
     }
     fiber_record::interruption_entry& entry = self->deferred_interruption;
     if (entry.queued())

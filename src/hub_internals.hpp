@@ -9,12 +9,22 @@
 #include "fiber_internals.hpp"
 
 #include <fibers/detail/task_record.hpp>
+#include <fibers/errors.hpp>
 #include <fibers/hub.hpp>
 
 #include <any>
 #include <exception>
+#include <string>
 
 namespace fibers::detail {
+
+// What task::cancel throws into a task: a fibers::cancelled that knows
+// whose cancellation it is, so that a wait that had completed before it
+// came re-arms that task's cancellation rather than queueing it apart.
+struct task_cancellation final : cancelled {
+    task_record const* task;
+    task_cancellation(std::string const& message, task_record const* t) : cancelled(message), task(t) {}
+};
 
 struct hub_access {
     static thread_state& thread(hub const& h) noexcept { return *h.thread_; }

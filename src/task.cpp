@@ -33,8 +33,7 @@ resumption take_cancel(ready_entry& e) {
         return {t};
     case fiber_status::started:
         t->cancel_requested = false;
-        t->delivered_cancel = std::make_exception_ptr(cancelled(t->cancel_message));
-        return {t, nullptr, t->delivered_cancel};
+        return {t, nullptr, std::make_exception_ptr(task_cancellation(t->cancel_message, t))};
     case fiber_status::ended:
         break;
     }
@@ -199,7 +198,6 @@ void end_task(task_record& t) noexcept {
         j->wake();
     }
     t.unqueue_entries();
-    t.delivered_cancel = nullptr;
     if (t.owner != nullptr)
         hub_access::release_task(*t.owner, &t);
 }

@@ -97,7 +97,8 @@ public:
     // An exception thrown into the fiber as it waited on its hub, after what
     // it waited for had come: the wait returned that, and this entry, queued
     // on the hub, throws the exception in at the fiber's next wait (see
-    // defer_interruption in hub.hpp). Taken off the queue when the fiber ends.
+    // defer_interruption in hub.hpp). Taken off the queue when the fiber
+    // ends; `error` is set only while it is queued.
     struct interruption_entry : ready_entry {
         fiber_record* fiber = nullptr;
         std::exception_ptr error;

@@ -10,7 +10,6 @@
 #include <any>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <functional>
 #include <string>
 #include <type_traits>
@@ -78,10 +77,6 @@ public:
     bool cancel_requested = false;
     std::string cancel_message;
     entry cancel_entry;
-    // The exception its cancel entry threw last: a wait that completed
-    // before it came recognises it, and re-arms the cancellation rather than
-    // queueing the exception on its own.
-    std::exception_ptr delivered_cancel;
     // Takes the start and cancel entries off the hub's queue, if there.
     void unqueue_entries() noexcept;
 
