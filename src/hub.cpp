@@ -64,16 +64,68 @@ struct interrupt_entry final : ready_entry {
 
 void log_callback_exception() noexcept { log_current_exception("exception in a hub callback (dropped)"); }
 
-void hub_access::retract(hub& h, ready_entry& e) noexcept {
+bool hub_access::retract(hub& h, ready_entry& e) noexcept {
     if (e.queued()) {
         ready_queue::erase(e);
-        return;
+        return true;
     }
     hub_mailbox& m = *h.mailbox_;
     std::lock_guard<std::mutex> lock(m.mutex);
     auto const at = std::find(m.entries.begin(), m.entries.end(), &e);
-    if (at != m.entries.end())
-        m.entries.erase(at);
+    if (at == m.entries.end())
+        return false;
+    m.entries.erase(at);
+    return true;
+}
+
+namespace {
+
+resumption take_deferred_interruption(ready_entry& e) {
+    auto& entry = static_cast<fiber_record::interruption_entry&>(e);
+    // Queued only while its fiber may still wait: taken off when it ends.
+    return {entry.fiber, nullptr, std::exchange(entry.error, nullptr)};
+}
+
+void drop_deferred_interruption(ready_entry& e) noexcept {
+    static_cast<fiber_record::interruption_entry&>(e).error = nullptr;
+}
+
+} // namespace
+
+bool defer_interruption(std::exception_ptr const& e) noexcept {
+    thread_state* ts = current_thread_state;
+    // Inside assert_no_switchpoints nothing waited: what came is the refusal.
+    if (!e || ts == nullptr || ts->hub == nullptr || ts->no_switch_depth != 0)
+        return false;
+    hub& h = *static_cast<hub*>(ts->hub);
+    fiber_record* self = ts->current;
+    if (!h.is_alive() || self == hub_access::record(h))
+        return false;
+    task_record const* cancelled_task = nullptr;
+    try {
+        std::rethrow_exception(e);
+    } catch (forced_unwind const&) {
+        return false; // nothing may stop an unwinding, nor wait for it
+    } catch (task_cancellation const& c) {
+        cancelled_task = c.task;
+    } catch (...) {
+    }
+    if (cancelled_task == self) {
+        auto& t = static_cast<task_record&>(*self);
+        t.cancel_requested = true;
+        if (!t.cancel_entry.queued())
+            hub_access::push(h, t.cancel_entry);
+        return true;
+    }
+    fiber_record::interruption_entry& entry = self->deferred_interruption;
+    if (entry.queued())
+        return false;
+    entry.fiber = self;
+    entry.take = &take_deferred_interruption;
+    entry.discard = &drop_deferred_interruption;
+    entry.error = e;
+    hub_access::push(h, entry);
+    return true;
 }
 
 bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {

@@ -9,12 +9,22 @@
 #include "fiber_internals.hpp"
 
 #include <fibers/detail/task_record.hpp>
+#include <fibers/errors.hpp>
 #include <fibers/hub.hpp>
 
 #include <any>
 #include <exception>
+#include <string>
 
 namespace fibers::detail {
+
+// What task::cancel throws into a task: a fibers::cancelled that knows
+// whose cancellation it is, so that a wait that had completed before it
+// came re-arms that task's cancellation rather than queueing it apart.
+struct task_cancellation final : cancelled {
+    task_record const* task;
+    task_cancellation(std::string const& message, task_record const* t) : cancelled(message), task(t) {}
+};
 
 struct hub_access {
     static thread_state& thread(hub const& h) noexcept { return *h.thread_; }
@@ -30,8 +40,9 @@ struct hub_access {
     static bool push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept;
     static hub_mailbox& mailbox(hub const& h) noexcept { return *h.mailbox_; }
     // On the hub's thread: takes back an entry pushed (from any thread) and
-    // not yet run, wherever it waits: the run queue or the mailbox.
-    static void retract(hub& h, ready_entry& e) noexcept;
+    // not yet run, wherever it waits: the run queue or the mailbox. Whether
+    // it was there.
+    static bool retract(hub& h, ready_entry& e) noexcept;
     static std::uint64_t next_task_number(hub& h) noexcept { return ++h.tasks_made_; }
     // A new task joins the hub's list; once started the hub holds a
     // reference to it until its end, which releases it.

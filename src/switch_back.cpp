@@ -85,6 +85,27 @@ void switch_back_state::deactivate() noexcept {
     }
 }
 
+std::any switch_back_state::value_despite(std::exception_ptr interruption) {
+    // Only the origin's hub's thread may look at its queue; and what is
+    // thrown there inside assert_no_switchpoints, or in the hub fiber, is
+    // the refusal to wait, not an interruption of a wait.
+    thread_state const* ts = current_thread_state;
+    if (!hub_access::on_own_thread(*hub_) || ts->no_switch_depth != 0 || ts->current == hub_access::record(*hub_))
+        std::rethrow_exception(std::move(interruption));
+    // Queued (found by retract) only once fire() has set the value: a fire
+    // still under way on another thread counts as not come yet; it finds
+    // this state deactivated once the interruption has left the wait.
+    if (!active_.load(std::memory_order_acquire) || !fired_.load(std::memory_order_acquire) ||
+        !hub_access::retract(*hub_, entry_))
+        std::rethrow_exception(std::move(interruption));
+    release(); // the queue's
+    if (!defer_interruption(interruption))
+        std::rethrow_exception(std::move(interruption));
+    if (error_)
+        std::rethrow_exception(std::exchange(error_, nullptr));
+    return std::move(value_);
+}
+
 void switch_back_state::add_cleanup(std::function<void()> fn) { cleanups_.push_back(std::move(fn)); }
 
 } // namespace fibers::detail

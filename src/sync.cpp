@@ -99,7 +99,7 @@ bool lock_core::acquire_slow(std::uintptr_t me, deadline until) {
         got = waiters_.wait(lock, until, w);
     } catch (...) {
         if (w.woken())
-            hand_on_locked(); // handed the lock, then cancelled: the next waiter gets it
+            hand_on_locked(); // handed the lock, then unwound: the next waiter gets it
         throw;
     }
     if (got)
@@ -235,18 +235,22 @@ bool condition::wait_until(detail::deadline until) {
         notified = waiters_.wait(lock, until, w);
     } catch (...) {
         if (w.woken())
-            waiters_.wake_one(); // notified, then cancelled: the notification goes to another waiter
+            waiters_.wake_one(); // notified, then unwound: the notification goes to another waiter
         lock.unlock();
         reacquire(levels);
         throw;
     }
     lock.unlock();
+    // Interrupted while it took the lock back: the wait itself was over,
+    // and the interruption comes at the next wait.
     if (std::exception_ptr interrupted = reacquire(levels)) {
-        if (notified) {
-            lock.lock();
-            waiters_.wake_one();
+        if (!detail::defer_interruption(interrupted)) {
+            if (notified) {
+                lock.lock();
+                waiters_.wake_one();
+            }
+            std::rethrow_exception(interrupted);
         }
-        std::rethrow_exception(interrupted);
     }
     return notified;
 }

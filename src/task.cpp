@@ -33,7 +33,7 @@ resumption take_cancel(ready_entry& e) {
         return {t};
     case fiber_status::started:
         t->cancel_requested = false;
-        return {t, nullptr, std::make_exception_ptr(cancelled(t->cancel_message))};
+        return {t, nullptr, std::make_exception_ptr(task_cancellation(t->cancel_message, t))};
     case fiber_status::ended:
         break;
     }
@@ -289,10 +289,17 @@ void task::join() {
     detail::task_record& t = *pending;
     hub& h = *t.owner;
     detail::stack_joiner joiner(t, detail::current_thread_state->current);
-    while (!joiner.woken) {
-        h.switch_to();
-        if (!joiner.woken && t.done)
-            break;
+    try {
+        while (!joiner.woken) {
+            h.switch_to();
+            if (!joiner.woken && t.done)
+                break;
+        }
+    } catch (...) {
+        // The task had ended: the join is over, and the interruption comes
+        // at the next wait. (The joiner takes its resumption back.)
+        if (!t.done || !detail::defer_interruption(std::current_exception()))
+            throw;
     }
 }
 

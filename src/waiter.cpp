@@ -100,18 +100,25 @@ void waiter_list::wait_through(std::unique_lock<std::mutex>& lock, waiter& w) {
     } catch (...) {
         lock.lock();
         w.home_ = nullptr;
-        // A cancel or an unwinding: the caller passes on a wake that came
-        // first (w.woken()), whose entry must not resume a later wait.
-        if (w.linked())
+        if (w.linked()) {
             unlink(w);
-        else if (!w.entry_.ran)
+            throw;
+        }
+        // Woken first: the entry must not resume a later wait.
+        if (!w.entry_.ran)
             hub_access::retract(h, w.entry_);
-        throw;
+        done_despite(std::current_exception());
+        return;
     }
     lock.lock();
     w.home_ = nullptr;
     if (!w.linked() && !w.entry_.ran)
         hub_access::retract(h, w.entry_); // woken, but resumed by something else first
+}
+
+void waiter_list::done_despite(std::exception_ptr const& interruption) {
+    if (!defer_interruption(interruption))
+        std::rethrow_exception(interruption);
 }
 
 bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waiter& w) {
@@ -170,28 +177,28 @@ bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waite
         }
         w.resume_ = &*resume;
         lock.unlock();
+        std::exception_ptr interruption;
         try {
             resume->wait();
         } catch (timeout const&) {
-            lock.lock();
-            w.resume_ = nullptr;
-            if (!resume->timed_out()) { // somebody else's timeout, thrown in
-                if (w.linked())
-                    unlink(w);
-                throw;
-            }
-            break; // the deadline, unless a waker came first
+            if (!resume->timed_out()) // somebody else's timeout, thrown in
+                interruption = std::current_exception();
         } catch (...) {
-            lock.lock();
-            w.resume_ = nullptr;
-            // A cancel or an unwinding: the caller passes on a wake that
-            // came first (w.woken()).
-            if (w.linked())
-                unlink(w);
-            throw;
+            interruption = std::current_exception();
         }
         lock.lock();
         w.resume_ = nullptr;
+        if (interruption) {
+            resume.reset(); // a wake still on its way resumes nothing
+            if (w.linked()) {
+                unlink(w);
+                std::rethrow_exception(std::move(interruption));
+            }
+            done_despite(interruption); // woken first
+            return true;
+        }
+        if (resume->timed_out())
+            break; // the deadline, unless a waker came first
         resume.reset(); // each wait through the hub needs a fresh one
         through_hub = live_hub() != nullptr;
     }

@@ -30,7 +30,8 @@ hub& hub_to_wait_on() {
 void throw_timeout() { throw timeout("fibers: the operation timed out"); }
 
 yield_core::yield_core(hub& h, boost::asio::any_io_executor io_executor)
-    : hub_(&h), mailbox_(&hub_access::mailbox(h)), waiting_(fiber::current()), io_executor_(std::move(io_executor)) {
+    : hub_(&h), mailbox_(&hub_access::mailbox(h)), waiting_(current_thread_state->current),
+      io_executor_(std::move(io_executor)) {
     mailbox_->add_reference();
     entry_.core = this;
     entry_.take = &take_entry;
@@ -56,13 +57,24 @@ void yield_core::complete() noexcept {
 
 resumption yield_core::take_entry(ready_entry& e) {
     yield_core* self = static_cast<queued_entry&>(e).core;
-    // While the fiber waits it holds its own reference: the core outlives
-    // the resumption.
-    fiber_record* target = self->waiter_gone_.load(std::memory_order_acquire)
-                               ? nullptr
-                               : fiber_access::record(self->waiting_);
+    // Read before the release, which may free the core: once the fiber has
+    // stopped waiting, it may have ended and been freed too.
+    fiber_record* target = nullptr;
+    if (!self->waiter_gone_.load(std::memory_order_acquire)) {
+        self->entry_taken_ = true;
+        target = self->waiting_;
+    }
     self->release(); // the queue's
     return {target};
+}
+
+void yield_core::stop_waiting() noexcept {
+    // Set first: a completion on another thread that has not queued the
+    // entry yet sees it and does not; one that has, or does so still, finds
+    // its entry taken back here or turned into a no-op by take_entry.
+    waiter_gone_.store(true, std::memory_order_release);
+    if (!entry_taken_ && done_.load(std::memory_order_acquire) && hub_access::retract(*hub_, entry_))
+        release(); // the queue's
 }
 
 void yield_core::request_cancel() noexcept {
@@ -82,7 +94,7 @@ void yield_core::request_cancel() noexcept {
     }
 }
 
-void yield_core::wait(std::optional<std::chrono::nanoseconds> timeout) {
+std::exception_ptr yield_core::wait(std::optional<std::chrono::nanoseconds> timeout) {
     hub& h = *hub_;
     std::optional<boost::asio::steady_timer> deadline;
     if (timeout) {
@@ -95,7 +107,8 @@ void yield_core::wait(std::optional<std::chrono::nanoseconds> timeout) {
     // Asked to stop meanwhile (task::cancel, keyboard_interrupt), the fiber
     // cancels the operation and still waits for its handler: the operation
     // may write into the fiber's buffers until then. The first such
-    // exception is rethrown afterwards.
+    // exception goes to the caller, which throws it unless the operation
+    // completed all the same; later ones are dropped.
     std::exception_ptr interruption;
     while (!done_.load(std::memory_order_acquire)) {
         if (!h.is_alive()) {
@@ -113,11 +126,15 @@ void yield_core::wait(std::optional<std::chrono::nanoseconds> timeout) {
         } catch (...) {
             if (!interruption)
                 interruption = std::current_exception();
-            request_cancel();
+            if (!done_.load(std::memory_order_acquire))
+                request_cancel();
         }
     }
-    if (interruption)
-        std::rethrow_exception(interruption);
+    // Done, but perhaps resumed by something else first (an interruption,
+    // a stray switch_back): the completion's resumption, still queued,
+    // must not resume a later wait.
+    stop_waiting();
+    return interruption;
 }
 
 } // namespace fibers::detail

@@ -808,6 +808,151 @@ private:
     std::uint64_t sent_ = 0, received_ = 0;
 };
 
+// `count` connections that stream to the server without a pause, driven by
+// a thread of their own with poll(): each sends the pattern (at most
+// `in_flight` bytes ahead of its echo) and checks every byte echoed back,
+// until stop() or until the server closes it. Made for stopping a server
+// under load: once the end is expected, a connection closed is not an
+// error; a wrong byte echoed, or a connection lost before, is.
+class streaming_clients {
+public:
+    streaming_clients(unsigned short port, std::size_t count, std::size_t in_flight = 256 * 1024)
+        : thread_([this, port, count, in_flight] { run(port, count, in_flight); }) {}
+    streaming_clients(streaming_clients const&) = delete;
+    streaming_clients& operator=(streaming_clients const&) = delete;
+    ~streaming_clients() { stop(); }
+
+    // Waits until every connection has had at least `bytes` echoed; false
+    // if that does not happen within `timeout` (see failure()).
+    bool wait_all_echoed(std::uint64_t bytes, std::chrono::milliseconds timeout) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        return changed_.wait_for(lock, timeout, [&] { return least_echoed_ >= bytes || !failure_.empty(); }) &&
+               failure_.empty();
+    }
+    // From now on the server may close the connections.
+    void expect_the_end() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        end_expected_ = true;
+    }
+    // Everything stops, and the connections close.
+    void stop() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            end_expected_ = stopping_ = true;
+        }
+        if (thread_.joinable())
+            thread_.join();
+    }
+    // Empty, or what went wrong before the end was expected.
+    std::string failure() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return failure_;
+    }
+    // Bytes echoed on all connections so far.
+    std::uint64_t echoed() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return echoed_;
+    }
+
+private:
+    void fail(std::string what) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!end_expected_ && failure_.empty())
+            failure_ = std::move(what);
+        changed_.notify_all();
+    }
+    bool stopping() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return stopping_;
+    }
+
+    void run(unsigned short port, std::size_t count, std::size_t in_flight) {
+        struct connection {
+            client c;
+            std::uint64_t sent = 0, received = 0;
+            bool open = true;
+        };
+        std::vector<connection> connections(count);
+        for (std::size_t i = 0; i < count; ++i) {
+            connections[i].c = client::connect(port);
+            if (!connections[i].c.ok())
+                return fail("connection " + std::to_string(i) + ": connect: " + errno_text(connections[i].c.error()));
+            connections[i].c.set_seed(0x5eed + i);
+        }
+        std::vector<unsigned char> out(16 * 1024), in(64 * 1024);
+        std::vector<pollfd> fds(count);
+        std::size_t open = count;
+        while (open > 0 && !stopping()) {
+            for (std::size_t i = 0; i < count; ++i) {
+                connection const& k = connections[i];
+                short events = POLLIN;
+                if (k.sent - k.received < in_flight)
+                    events |= POLLOUT;
+                fds[i] = {k.open ? k.c.fd() : -1, events, 0};
+            }
+            if (::poll(fds.data(), fds.size(), 20) < 0 && errno != EINTR)
+                return fail("poll: " + errno_text(errno));
+            for (std::size_t i = 0; i < count; ++i) {
+                connection& k = connections[i];
+                if (!k.open || fds[i].revents == 0)
+                    continue;
+                auto lost = [&](std::string what) {
+                    k.open = false;
+                    --open;
+                    k.c.close();
+                    fail("connection " + std::to_string(i) + ": " + what + " after " + std::to_string(k.received) +
+                         " bytes echoed");
+                };
+                if (fds[i].revents & POLLOUT) {
+                    std::size_t const n = std::min<std::uint64_t>(out.size(), in_flight - (k.sent - k.received));
+                    fill_pattern(out.data(), n, k.c.seed(), k.sent);
+                    long const sent = k.c.send_now(out.data(), n);
+                    if (sent < 0) {
+                        lost("send: " + errno_text(k.c.error()));
+                        continue;
+                    }
+                    k.sent += static_cast<std::uint64_t>(sent);
+                }
+                if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) {
+                    ssize_t const got = ::recv(k.c.fd(), in.data(), in.size(), 0);
+                    if (got == 0) {
+                        lost("end of stream");
+                        continue;
+                    }
+                    if (got < 0) {
+                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                            lost("receive: " + errno_text(errno));
+                        continue;
+                    }
+                    if (auto at = first_mismatch(in.data(), static_cast<std::size_t>(got), k.c.seed(), k.received);
+                        at != std::string::npos) {
+                        lost("echoed byte " + std::to_string(k.received + at) + " differs from the byte sent");
+                        continue;
+                    }
+                    k.received += static_cast<std::uint64_t>(got);
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    echoed_ += static_cast<std::uint64_t>(got);
+                }
+            }
+            std::uint64_t least = ~std::uint64_t(0);
+            for (auto const& k : connections)
+                least = std::min(least, k.received);
+            std::lock_guard<std::mutex> lock(mutex_);
+            least_echoed_ = least;
+            changed_.notify_all();
+        }
+    }
+
+    mutable std::mutex mutex_;
+    std::condition_variable changed_;
+    bool end_expected_ = false;
+    bool stopping_ = false;
+    std::string failure_;
+    std::uint64_t least_echoed_ = 0;
+    std::uint64_t echoed_ = 0;
+    std::thread thread_; // last: starts once the rest is made
+};
+
 // Whether a fresh connection gets `n` bytes echoed; empty, or what failed.
 inline std::string fresh_echo(unsigned short port, std::size_t n = 4096, std::chrono::milliseconds timeout = 5s) {
     client c = client::connect(port, timeout);

@@ -7,8 +7,10 @@
 #include <fibers/futures.hpp>
 #include <fibers/hub.hpp>
 #include <fibers/switchpoint.hpp>
+#include <fibers/sync.hpp>
 #include <fibers/task.hpp>
 
+#include "cancel_support.hpp"
 #include "hub_support.hpp"
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 using namespace std::chrono_literals;
 using fibers_test::captured_log;
 using fibers_test::on_new_thread;
+using fibers_test::what_a_sleep_does;
 
 namespace {
 
@@ -642,25 +645,28 @@ BOOST_AUTO_TEST_CASE(from_a_plain_thread) {
     on_new_thread([] { BOOST_TEST(fibers::blocking([] { return 5; }) == 5); }); // no hub: the thread blocks
 }
 
-BOOST_AUTO_TEST_CASE(a_cancelled_caller_waits_for_running_work) {
+// Cancelled while `fn` runs, the caller waits for it, as `fn` may refer to
+// its stack; `fn` then completed, so its result is returned and the cancel
+// comes at the next wait.
+BOOST_AUTO_TEST_CASE(a_cancelled_caller_waits_for_running_work_and_gets_its_result) {
     on_new_thread([] {
         std::atomic<bool> entered{false};
         gate release;
         std::atomic<bool> fn_finished{false};
-        bool ended_after_fn = false;
+        bool returned_after_fn = false;
+        int result = 0;
+        std::string next;
         fibers::task t = fibers::spawn([&] {
             int on_my_stack = 0;
-            try {
-                fibers::blocking([&] {
-                    entered = true;
-                    release.wait();
-                    on_my_stack = 1; // the caller's frame must still be there
-                    fn_finished = true;
-                });
-            } catch (fibers::cancelled const&) {
-                ended_after_fn = fn_finished.load() && on_my_stack == 1;
-                throw;
-            }
+            result = fibers::blocking([&] {
+                entered = true;
+                release.wait();
+                on_my_stack = 1; // the caller's frame must still be there
+                fn_finished = true;
+                return 5;
+            });
+            returned_after_fn = fn_finished.load() && on_my_stack == 1;
+            next = what_a_sleep_does(10ms);
         });
         BOOST_REQUIRE(serve_until([&] { return entered.load(); }));
         t.cancel();
@@ -668,7 +674,43 @@ BOOST_AUTO_TEST_CASE(a_cancelled_caller_waits_for_running_work) {
         BOOST_TEST(t.alive());
         release.open();
         t.join();
-        BOOST_TEST(ended_after_fn);
+        BOOST_TEST(returned_after_fn);
+        BOOST_TEST(result == 5);
+        BOOST_TEST(next == "threw cancelled");
+    });
+}
+
+// Work that has not started when the caller is cancelled never runs.
+BOOST_AUTO_TEST_CASE(a_caller_cancelled_before_its_work_started_throws) {
+    on_new_thread([] {
+        // The process-wide IO pool has 20 workers: keep them all busy.
+        gate release;
+        std::vector<fibers::future<void>> busy;
+        std::atomic<int> started{0};
+        for (int i = 0; i < 20; ++i)
+            busy.push_back(fibers::get_io_pool().submit([&] {
+                ++started;
+                release.wait();
+            }));
+        BOOST_REQUIRE(serve_until([&] { return started.load() == 20; }));
+        std::atomic<bool> ran{false};
+        std::string what;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                fibers::blocking([&] { ran = true; });
+                what = "returned";
+            } catch (fibers::cancelled const&) {
+                what = "threw cancelled";
+            }
+        });
+        fibers::sleep(5ms);
+        t.cancel();
+        t.join();
+        release.open();
+        for (auto& f : busy)
+            f.wait();
+        BOOST_TEST(what == "threw cancelled");
+        BOOST_TEST(!ran);
     });
 }
 
@@ -886,6 +928,35 @@ BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting_ends_quietly) {
         g.open();
         BOOST_TEST(one.result() + two.result() == 3);
         BOOST_TEST(log.size() == 0u);
+    });
+}
+
+// The work completes its future after the cancel was queued, before the
+// waiter ran again: result() had completed, so it returns the value and the
+// cancel comes at the next wait.
+BOOST_AUTO_TEST_CASE(a_result_that_came_before_the_cancel_is_returned) {
+    on_new_thread([] {
+        fibers::fiber_pool pool(1);
+        fibers::event go;
+        fibers::task waiter;
+        fibers::future<int> f = pool.submit([&] {
+            go.wait();
+            waiter.cancel(); // then the completion, in the same turn
+            return 42;
+        });
+        bool waiting = false;
+        int got = 0;
+        std::string next;
+        waiter = fibers::spawn([&] {
+            waiting = true;
+            got = f.result();
+            next = what_a_sleep_does(10ms);
+        });
+        BOOST_REQUIRE(serve_until([&] { return waiting; }));
+        go.set();
+        waiter.join();
+        BOOST_TEST(got == 42);
+        BOOST_TEST(next == "threw cancelled");
     });
 }
 

@@ -12,6 +12,7 @@
 #include <fibers/switch_back.hpp>
 #include <fibers/task.hpp>
 
+#include "cancel_support.hpp"
 #include "child_process.hpp"
 #include "hub_support.hpp"
 
@@ -1026,6 +1027,83 @@ BOOST_AUTO_TEST_CASE(many_timers_resume_each_origin_exactly_once) {
         BOOST_TEST(wrong == 0);
         BOOST_TEST(completions + timeouts == count);
         BOOST_TEST(completions >= count / 2);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(interruptions)
+
+// The cancel is queued before the switch_back's resumption: the switch_back
+// had fired, so wait() returns its value, and the cancel comes at the next
+// wait; nothing of it is left to resume a later wait.
+BOOST_AUTO_TEST_CASE(a_value_that_came_before_the_cancel_is_returned) {
+    on_new_thread([] {
+        switch_back<int>* handed = nullptr;
+        int got = 0;
+        std::string next, after;
+        fibers::task t = fibers::spawn([&] {
+            switch_back<int> sb;
+            handed = &sb;
+            auto [v] = sb.wait();
+            got = v;
+            next = fibers_test::what_a_sleep_does(10ms);
+            after = fibers_test::what_a_sleep_does(10ms);
+        });
+        while (handed == nullptr)
+            fibers::sleep(0s);
+        t.cancel();
+        (*handed)(5);
+        t.join();
+        BOOST_TEST(got == 5);
+        BOOST_TEST(next == "threw cancelled");
+        BOOST_TEST(after == "slept");
+    });
+}
+
+// Any exception thrown into a waiting fiber follows the rule, in the root
+// fiber too: a stray switch_back's throw_to lands after the value came.
+BOOST_AUTO_TEST_CASE(a_stray_exception_after_the_value_came_is_thrown_at_the_next_wait) {
+    on_new_thread([] {
+        switch_back<int> sb;
+        switch_back<> stray;
+        fibers::spawn([&] {
+            stray.throw_to(std::make_exception_ptr(std::runtime_error("stray")));
+            sb(5);
+        });
+        auto [v] = sb.wait();
+        BOOST_TEST(v == 5);
+        BOOST_TEST(fibers_test::what_a_sleep_does(10ms) == "threw stray");
+        BOOST_TEST(fibers_test::what_a_sleep_does(10ms) == "slept");
+    });
+}
+
+// An exception the switch_back fired with is its result: thrown by wait(),
+// the cancel that came first deferred all the same.
+BOOST_AUTO_TEST_CASE(an_exception_fired_before_the_cancel_came_is_thrown) {
+    on_new_thread([] {
+        switch_back<>* handed = nullptr;
+        std::string what, next;
+        fibers::task t = fibers::spawn([&] {
+            switch_back<> sb;
+            handed = &sb;
+            try {
+                sb.wait();
+                what = "returned";
+            } catch (fibers::cancelled const&) {
+                what = "threw cancelled";
+            } catch (std::exception const& e) {
+                what = e.what();
+            }
+            next = fibers_test::what_a_sleep_does(10ms);
+        });
+        while (handed == nullptr)
+            fibers::sleep(0s);
+        t.cancel();
+        handed->throw_to(std::make_exception_ptr(std::runtime_error("fired")));
+        t.join();
+        BOOST_TEST(what == "fired");
+        BOOST_TEST(next == "threw cancelled");
     });
 }
 

@@ -9,6 +9,7 @@
 #include <fibers/sync.hpp>
 #include <fibers/task.hpp>
 
+#include "cancel_support.hpp"
 #include "hub_support.hpp"
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -25,6 +27,7 @@ using namespace std::chrono_literals;
 using fibers_test::captured_log;
 using fibers_test::event_log;
 using fibers_test::on_new_thread;
+using fibers_test::what_a_sleep_does;
 
 namespace {
 
@@ -399,15 +402,21 @@ BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting_ends_quietly) {
     });
 }
 
-BOOST_AUTO_TEST_CASE(a_handed_lock_goes_on_when_its_new_owner_is_cancelled) {
+// The cancel is queued before the resumption: "a" is handed the lock, and
+// wakes to the cancel. Its acquire had completed: it returns, "a" holds the
+// lock, and the cancel comes at its next wait.
+BOOST_AUTO_TEST_CASE(a_lock_handed_over_before_the_cancel_came_is_kept) {
     on_new_thread([] {
         captured_log log;
         fibers::mutex m;
         m.acquire();
-        bool a_got = false, b_got = false;
+        bool a_got = false, a_held = false, b_got = false;
+        std::string a_next;
         fibers::task a = fibers::spawn([&] {
             m.acquire();
             a_got = true;
+            a_held = m.locked() && !m.try_lock(); // a mutex's owner cannot take it again
+            a_next = what_a_sleep_does(10ms);
             m.release();
         });
         fibers::task b = fibers::spawn([&] {
@@ -416,17 +425,44 @@ BOOST_AUTO_TEST_CASE(a_handed_lock_goes_on_when_its_new_owner_is_cancelled) {
                 m.release();
         });
         poll_in_fiber([&] { return m.waiter_count() == 2; });
-        // The cancel is queued before the resumption: "a" is handed the
-        // lock, but wakes to the cancel, and must pass the lock on.
         a.cancel();
         m.release();
         a.join();
         b.join();
-        BOOST_TEST(!a_got);
-        BOOST_TEST(b_got);
+        BOOST_TEST(a_got);
+        BOOST_TEST(a_held);
+        BOOST_TEST(a_next == "threw cancelled");
+        BOOST_TEST(b_got); // then "a" released it: nothing was lost
         BOOST_TEST(!m.locked());
         BOOST_TEST(log.size() == 0u);
     });
+}
+
+// A fiber that cannot wait on, unwound with the lock handed to it, passes it
+// on: here its hub closes before it runs again.
+BOOST_AUTO_TEST_CASE(a_lock_handed_to_a_task_unwound_before_it_ran_goes_on) {
+    fibers::mutex m;
+    std::atomic<bool> thread_got{false};
+    std::optional<plain_thread> other;
+    on_new_thread([&] {
+        m.acquire();
+        fibers::task a = fibers::spawn([&] {
+            m.acquire();
+            m.release();
+        });
+        poll_in_fiber([&] { return m.waiter_count() == 1; });
+        other.emplace([&] {
+            thread_got = m.acquire(10s); // timed: a lost lock fails the test instead of hanging it
+            if (thread_got)
+                m.release();
+        });
+        poll_in_fiber([&] { return m.waiter_count() == 2; });
+        m.release(); // to "a", whose resumption is queued
+        fibers::get_hub().close(); // unwinds "a" first
+    });
+    other->join();
+    BOOST_TEST(thread_got);
+    BOOST_TEST(!m.locked());
 }
 
 BOOST_AUTO_TEST_CASE(a_handed_lock_goes_free_when_nobody_else_waits) {
@@ -605,6 +641,47 @@ BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting) {
         BOOST_TEST(log.size() == 0u);
         e.set();
         BOOST_TEST(e.wait());
+    });
+}
+
+// The cancel is queued before the resumption of set(): the wait had
+// completed, so it returns true, and the cancel comes at the next wait.
+BOOST_AUTO_TEST_CASE(a_set_that_came_before_the_cancel_is_seen) {
+    on_new_thread([] {
+        fibers::event e;
+        bool woke = false;
+        std::string next;
+        fibers::task t = fibers::spawn([&] {
+            woke = e.wait();
+            next = what_a_sleep_does(10ms);
+        });
+        poll_in_fiber([&] { return e.waiter_count() == 1; });
+        t.cancel();
+        e.set();
+        t.join();
+        BOOST_TEST(woke);
+        BOOST_TEST(next == "threw cancelled");
+    });
+}
+
+// The same for a timed wait, woken through a switch_back of its own.
+BOOST_AUTO_TEST_CASE(a_set_that_came_before_the_cancel_is_seen_by_a_timed_wait) {
+    on_new_thread([] {
+        fibers::event e;
+        bool woke = false;
+        std::string next, after;
+        fibers::task t = fibers::spawn([&] {
+            woke = e.wait(10s);
+            next = what_a_sleep_does(10ms);
+            after = what_a_sleep_does(10ms);
+        });
+        poll_in_fiber([&] { return e.waiter_count() == 1; });
+        t.cancel();
+        e.set();
+        t.join();
+        BOOST_TEST(woke);
+        BOOST_TEST(next == "threw cancelled");
+        BOOST_TEST(after == "slept");
     });
 }
 
@@ -860,22 +937,27 @@ BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting_holds_the_lock_as_it_leaves)
     });
 }
 
-BOOST_AUTO_TEST_CASE(a_notification_is_passed_on_when_its_waiter_is_cancelled) {
+// The cancel is queued before the notification's resumption: the wait had
+// completed, so it returns true with the lock held; the cancel comes at the
+// next wait, and no other waiter gets the notification.
+BOOST_AUTO_TEST_CASE(a_notification_that_came_before_the_cancel_is_kept) {
     on_new_thread([] {
+        captured_log log;
         fibers::mutex m;
         fibers::condition c(m);
-        bool a_woke = false, b_woke = false;
+        bool a_woke = false, a_held = false, b_woke = true;
+        std::string a_next;
         fibers::task a = fibers::spawn([&] {
             std::lock_guard<fibers::mutex> g(m);
-            c.wait();
-            a_woke = true;
+            a_woke = c.wait();
+            a_held = m.locked() && !m.try_lock();
+            a_next = what_a_sleep_does(10ms);
         });
         fibers::task b = fibers::spawn([&] {
             std::lock_guard<fibers::mutex> g(m);
-            b_woke = c.wait(10s);
+            b_woke = c.wait(50ms);
         });
         poll_in_fiber([&] { return c.waiter_count() == 2; });
-        // The cancel is queued before the notification's resumption.
         a.cancel();
         {
             std::lock_guard<fibers::mutex> g(m);
@@ -883,9 +965,41 @@ BOOST_AUTO_TEST_CASE(a_notification_is_passed_on_when_its_waiter_is_cancelled) {
         }
         a.join();
         b.join();
-        BOOST_TEST(!a_woke);
-        BOOST_TEST(b_woke);
+        BOOST_TEST(a_woke);
+        BOOST_TEST(a_held);
+        BOOST_TEST(a_next == "threw cancelled");
+        BOOST_TEST(!b_woke); // one notification, one waiter woken
+        BOOST_TEST(!m.locked());
+        BOOST_TEST(log.size() == 0u);
     });
+}
+
+// A waiter unwound with a notification in hand passes it on.
+BOOST_AUTO_TEST_CASE(a_notification_to_a_task_unwound_before_it_ran_goes_on) {
+    fibers::mutex m;
+    fibers::condition c(m);
+    std::atomic<bool> thread_woke{false};
+    std::optional<plain_thread> other;
+    on_new_thread([&] {
+        fibers::task a = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> g(m);
+            c.wait();
+        });
+        poll_in_fiber([&] { return c.waiter_count() == 1; });
+        other.emplace([&] {
+            std::lock_guard<fibers::mutex> g(m);
+            thread_woke = c.wait(10s);
+        });
+        poll_in_fiber([&] { return c.waiter_count() == 2; });
+        {
+            std::lock_guard<fibers::mutex> g(m);
+            c.notify(); // to "a", whose resumption is queued
+        }
+        fibers::get_hub().close(); // unwinds "a" first
+    });
+    other->join();
+    BOOST_TEST(thread_woke);
+    BOOST_TEST(!m.locked());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -1135,55 +1249,85 @@ BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting_loses_nothing) {
     });
 }
 
-BOOST_AUTO_TEST_CASE(an_item_handed_to_a_cancelled_getter_goes_to_the_next) {
-    on_new_thread([] {
-        fibers::queue<int> q;
-        int a_got = 0, b_got = 0;
-        fibers::task a = fibers::spawn([&] { a_got = q.get(); });
-        fibers::task b = fibers::spawn([&] { b_got = q.get(10s); });
-        poll_in_fiber([&] { return q.waiter_count() == 2; });
-        a.cancel(); // queued before the hand-over's resumption
-        q.put(7);
-        a.join();
-        b.join();
-        BOOST_TEST(a_got == 0);
-        BOOST_TEST(b_got == 7);
-    });
-}
-
-BOOST_AUTO_TEST_CASE(an_item_handed_to_a_cancelled_getter_goes_back_to_the_front) {
+// The cancel is queued before the hand-over's resumption: the get had
+// completed, so it returns the item, and the cancel comes at the next wait.
+BOOST_AUTO_TEST_CASE(an_item_handed_over_before_the_cancel_came_is_kept) {
     on_new_thread([] {
         fibers::queue<int> q;
         int a_got = 0;
-        fibers::task a = fibers::spawn([&] { a_got = q.get(); });
-        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        bool b_got = false;
+        std::string a_next;
+        fibers::task a = fibers::spawn([&] {
+            a_got = q.get();
+            a_next = what_a_sleep_does(10ms);
+        });
+        fibers::task b = fibers::spawn([&] {
+            try {
+                q.get(50ms);
+                b_got = true;
+            } catch (fibers::queue_empty const&) {
+            }
+        });
+        poll_in_fiber([&] { return q.waiter_count() == 2; });
         a.cancel();
         q.put(7);
         q.put(8);
         a.join();
-        BOOST_TEST(a_got == 0);
-        BOOST_TEST(q.get() == 7);
-        BOOST_TEST(q.get() == 8);
+        b.join();
+        BOOST_TEST(a_got == 7);
+        BOOST_TEST(a_next == "threw cancelled");
+        BOOST_TEST(b_got); // 8
+        BOOST_TEST(q.empty());
+        BOOST_TEST(q.unfinished_tasks() == 2u);
+    });
+}
+
+// The same for a putter on a full queue whose item a get moved in.
+BOOST_AUTO_TEST_CASE(a_put_done_before_the_cancel_came_returns) {
+    on_new_thread([] {
+        fibers::queue<int> q(1);
+        q.put(1);
+        bool put = false;
+        std::string next;
+        fibers::task a = fibers::spawn([&] {
+            q.put(2);
+            put = true;
+            next = what_a_sleep_does(10ms);
+        });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        a.cancel();
+        BOOST_TEST(q.get() == 1); // moves 2 in and wakes "a"
+        a.join();
+        BOOST_TEST(put);
+        BOOST_TEST(next == "threw cancelled");
+        BOOST_TEST(q.get_nowait() == 2);
+        BOOST_TEST(q.empty());
     });
 }
 
 // The hand-over comes from another thread, so the getter's resumption waits
 // in its hub's mailbox when the cancel reaches it: the getter must take it
-// back from there, or it would later resume a fiber that has ended.
+// back from there, or it would later resume a fiber that has moved on.
 BOOST_AUTO_TEST_CASE(a_getter_cancelled_after_a_hand_over_from_another_thread) {
     on_new_thread([] {
         fibers::queue<int> q;
         int a_got = 0;
-        fibers::task a = fibers::spawn([&] { a_got = q.get(); });
+        std::string a_next, a_after;
+        fibers::task a = fibers::spawn([&] {
+            a_got = q.get();
+            a_next = what_a_sleep_does(10ms);
+            a_after = what_a_sleep_does(10ms);
+        });
         poll_in_fiber([&] { return q.waiter_count() == 1; });
         a.cancel();
         // The hub's thread blocks here, without a switch: the resumption
         // stays in the mailbox until the join below lets the hub run.
         std::thread([&] { q.put(7); }).join();
         a.join();
-        BOOST_TEST(a_got == 0);
-        BOOST_TEST(q.qsize() == 1u);
-        BOOST_TEST(q.get_nowait() == 7);
+        BOOST_TEST(a_got == 7);
+        BOOST_TEST(a_next == "threw cancelled");
+        BOOST_TEST(a_after == "slept");
+        BOOST_TEST(q.empty());
         // The hub and the queue still work.
         fibers::task b = fibers::spawn([&] { a_got = q.get(); });
         fibers::sleep(0s);
@@ -1191,6 +1335,24 @@ BOOST_AUTO_TEST_CASE(a_getter_cancelled_after_a_hand_over_from_another_thread) {
         b.join();
         BOOST_TEST(a_got == 8);
     });
+}
+
+// A getter unwound with an item in hand gives it to the next getter.
+BOOST_AUTO_TEST_CASE(an_item_handed_to_a_task_unwound_before_it_ran_goes_on) {
+    fibers::queue<int> q;
+    std::atomic<int> thread_got{0};
+    std::optional<plain_thread> other;
+    on_new_thread([&] {
+        fibers::task a = fibers::spawn([&] { q.get(); });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        other.emplace([&] { thread_got = q.get(10s); });
+        poll_in_fiber([&] { return q.waiter_count() == 2; });
+        q.put(7); // to "a", whose resumption is queued
+        fibers::get_hub().close(); // unwinds "a" first
+    });
+    other->join();
+    BOOST_TEST(thread_got == 7);
+    BOOST_TEST(q.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -9,6 +9,7 @@
 #include <fibers/stack.hpp>
 #include <fibers/task.hpp>
 
+#include "cancel_support.hpp"
 #include "hub_support.hpp"
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 using namespace std::chrono_literals;
 using fibers_test::captured_log;
 using fibers_test::on_new_thread;
+using fibers_test::what_a_sleep_does;
 
 namespace {
 
@@ -397,6 +399,78 @@ BOOST_AUTO_TEST_CASE(join_with_timeout) {
         BOOST_TEST(!quick.alive());
         slow.cancel();
         slow.join();
+    });
+}
+
+// The joined task cancels its joiner and ends, in one go: the cancel is
+// queued before the joiner's resumption. The join had completed, so it
+// returns, and the cancel, with its message, comes at the next wait.
+void check_a_join_that_came_before_the_cancel(bool timed) {
+    on_new_thread([timed] {
+        bool go = false;
+        fibers::task joiner;
+        fibers::task joined = fibers::spawn([&] {
+            while (!go)
+                fibers::sleep(1ms);
+            joiner.cancel("from the joined task");
+        });
+        bool returned = false;
+        std::string message, after;
+        joiner = fibers::spawn([&] {
+            if (timed)
+                joined.join(10s);
+            else
+                joined.join();
+            returned = true;
+            try {
+                fibers::sleep(10ms);
+            } catch (fibers::cancelled const& e) {
+                message = e.what();
+            }
+            after = what_a_sleep_does(10ms);
+        });
+        fibers::sleep(5ms); // the joiner waits
+        go = true;
+        joiner.join();
+        BOOST_TEST(returned);
+        BOOST_TEST(message == "from the joined task");
+        BOOST_TEST(after == "slept");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_join_that_came_before_the_cancel_returns) { check_a_join_that_came_before_the_cancel(false); }
+
+BOOST_AUTO_TEST_CASE(a_timed_join_that_came_before_the_cancel_returns) {
+    check_a_join_that_came_before_the_cancel(true);
+}
+
+// Cancels that come while one waits to be delivered merge with it: the task
+// is cancelled once, at its next wait.
+BOOST_AUTO_TEST_CASE(cancels_that_wait_to_be_delivered_merge) {
+    on_new_thread([] {
+        bool go = false;
+        fibers::task joiner;
+        fibers::task joined = fibers::spawn([&] {
+            while (!go)
+                fibers::sleep(1ms);
+            joiner.cancel("first");
+        });
+        int cancels = 0;
+        joiner = fibers::spawn([&] {
+            joined.join();
+            joiner.cancel("second"); // its own cancel: delivered at its next wait too
+            for (int i = 0; i < 3; ++i) {
+                try {
+                    fibers::sleep(5ms);
+                } catch (fibers::cancelled const&) {
+                    ++cancels;
+                }
+            }
+        });
+        fibers::sleep(5ms);
+        go = true;
+        joiner.join();
+        BOOST_TEST(cancels == 1);
     });
 }
 

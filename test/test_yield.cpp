@@ -2,12 +2,16 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #define BOOST_TEST_MODULE yield
+#define BOOST_TEST_NO_MAIN
+#define FIBERS_TEST_DEATH_MAIN
 #include <boost/test/unit_test.hpp>
 
 #include <fibers/switchpoint.hpp>
 #include <fibers/task.hpp>
 #include <fibers/yield.hpp>
 
+#include "cancel_support.hpp"
+#include "child_process.hpp"
 #include "hub_support.hpp"
 #include "socket_support.hpp"
 
@@ -23,6 +27,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -32,6 +38,7 @@ using namespace std::chrono_literals;
 using fibers_test::connected_pair;
 using fibers_test::on_new_thread;
 using fibers_test::tcp;
+using fibers_test::what_a_sleep_does;
 
 namespace {
 
@@ -74,6 +81,125 @@ auto async_fill(asio::io_context& io, char* target, char byte, std::chrono::mill
             });
         },
         token);
+}
+
+// A custom operation that completes when the test calls `complete`, which
+// holds its handler. It ignores per-operation cancellation.
+struct held_operation {
+    std::function<void(boost::system::error_code, std::size_t)> complete;
+};
+
+template <class Token>
+auto async_held(held_operation& op, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [&op](auto handler) {
+            auto held = std::make_shared<decltype(handler)>(std::move(handler));
+            op.complete = [held](boost::system::error_code ec, std::size_t n) { std::move(*held)(ec, n); };
+        },
+        token);
+}
+
+struct cancel_race {
+    std::string operation;  // what the yield call did
+    std::string next_wait;  // the task's next wait, a sleep
+    std::string wait_after; // and the one after it
+};
+
+// A task waits on a held operation with the yield token; another task, in
+// one go, cancels it and completes the operation (in the order given), then
+// drops its handle, the last one. The cancel and the completion land in the
+// same loop turn. With `goes_on`, the task waits twice more; else it ends.
+cancel_race race_cancel_with_completion(bool cancel_first, bool goes_on) {
+    cancel_race out;
+    on_new_thread([&] {
+        held_operation op;
+        bool ended = false;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                std::size_t const n = async_held(op, fibers::yield);
+                out.operation = "returned " + std::to_string(n);
+            } catch (fibers::cancelled const&) {
+                out.operation = "threw cancelled";
+                throw;
+            }
+            if (!goes_on)
+                return;
+            out.next_wait = what_a_sleep_does(20ms);
+            out.wait_after = what_a_sleep_does(20ms);
+        });
+        t.add_done_callback([&] { ended = true; });
+        while (!op.complete)
+            fibers::sleep(0s);
+        fibers::spawn([&op, cancel_first, t = std::move(t)]() mutable {
+            if (cancel_first)
+                t.cancel();
+            op.complete({}, 42);
+            if (!cancel_first)
+                t.cancel();
+            t = fibers::task();
+        });
+        while (!ended)
+            fibers::sleep(1ms);
+        for (int i = 0; i < 10; ++i)
+            fibers::sleep(0s); // a stray resumption left queued would run now
+    });
+    return out;
+}
+
+// A task's operation completes on another thread when asked to cancel (its
+// cancellation handler does that), after which the task waits twice more:
+// its completion waits in the hub's mailbox as the task leaves the wait.
+cancel_race cancel_completed_from_another_thread() {
+    cancel_race out;
+    on_new_thread([&] {
+        std::function<void(boost::system::error_code, std::size_t)> complete;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                std::size_t const n = asio::async_initiate<fibers::yield_t const&,
+                                                           void(boost::system::error_code, std::size_t)>(
+                    [&complete](auto handler) {
+                        auto slot = asio::get_associated_cancellation_slot(handler);
+                        auto held = std::make_shared<decltype(handler)>(std::move(handler));
+                        complete = [held](boost::system::error_code ec, std::size_t n) { std::move(*held)(ec, n); };
+                        slot.assign([&complete](asio::cancellation_type) {
+                            std::thread([&complete] { complete({}, 42); }).join();
+                        });
+                    },
+                    fibers::yield);
+                out.operation = "returned " + std::to_string(n);
+            } catch (fibers::cancelled const&) {
+                out.operation = "threw cancelled";
+            }
+            out.next_wait = what_a_sleep_does(20ms);
+            out.wait_after = what_a_sleep_does(20ms);
+        });
+        while (!complete)
+            fibers::sleep(0s);
+        t.cancel();
+        t.join();
+    });
+    return out;
+}
+
+// Runs the race in a child process, as it may crash: the operation returns
+// its result, the cancellation comes at the next wait, and nothing resumes
+// the task later by mistake.
+void check_cancel_race_in_a_child(bool cancel_first, bool goes_on) {
+    auto child = fibers_test::run_in_child([=] {
+        cancel_race const out = race_cancel_with_completion(cancel_first, goes_on);
+        std::fprintf(stderr, "operation: %s; next wait: %s; wait after: %s\n", out.operation.c_str(),
+                     out.next_wait.c_str(), out.wait_after.c_str());
+        bool const ok = out.operation == "returned 42" &&
+                        (!goes_on || (out.next_wait == "threw cancelled" && out.wait_after == "slept"));
+        std::fflush(stderr);
+        ::_exit(ok ? 0 : 1);
+    });
+    BOOST_TEST(!child.died_abnormally(), (cancel_first ? "cancel, then completion" : "completion, then cancel")
+                                             << (goes_on ? ", the task waits on" : ", the task ends") << ": "
+                                             << (child.signaled ? "killed by signal " + std::to_string(child.signal)
+                                                                : "exit status " + std::to_string(child.exit_code))
+                                             << "\n"
+                                             << child.stderr_text);
 }
 
 } // namespace
@@ -304,6 +430,110 @@ BOOST_AUTO_TEST_CASE(task_cancel_during_a_socket_read_loses_nothing) {
         char buffer[16];
         std::size_t n = server.async_read_some(asio::buffer(buffer), fibers::yield.after(5s));
         BOOST_TEST(std::string(buffer, n) == "kept");
+    });
+}
+
+// The cancel is queued first, so it resumes the task before the completion
+// does: the operation had completed all the same, and returns its result.
+BOOST_AUTO_TEST_CASE(a_cancel_queued_before_the_completion_then_the_task_waits_on) {
+    check_cancel_race_in_a_child(true, true);
+}
+
+// The same, and the task ends at once and its last handle goes: nothing
+// queued may resume it after that.
+BOOST_AUTO_TEST_CASE(a_cancel_queued_before_the_completion_then_the_task_ends) {
+    check_cancel_race_in_a_child(true, false);
+}
+
+BOOST_AUTO_TEST_CASE(a_cancel_queued_after_the_completion_then_the_task_waits_on) {
+    check_cancel_race_in_a_child(false, true);
+}
+
+BOOST_AUTO_TEST_CASE(a_cancel_queued_after_the_completion_then_the_task_ends) {
+    check_cancel_race_in_a_child(false, false);
+}
+
+BOOST_AUTO_TEST_CASE(a_completion_from_another_thread_as_the_cancel_comes) {
+    auto child = fibers_test::run_in_child([] {
+        cancel_race const out = cancel_completed_from_another_thread();
+        std::fprintf(stderr, "operation: %s; next wait: %s; wait after: %s\n", out.operation.c_str(),
+                     out.next_wait.c_str(), out.wait_after.c_str());
+        bool const ok =
+            out.operation == "returned 42" && out.next_wait == "threw cancelled" && out.wait_after == "slept";
+        std::fflush(stderr);
+        ::_exit(ok ? 0 : 1);
+    });
+    BOOST_TEST(!child.died_abnormally(), (child.signaled ? "killed by signal " + std::to_string(child.signal)
+                                                         : "exit status " + std::to_string(child.exit_code))
+                                             << "\n"
+                                             << child.stderr_text);
+}
+
+// A read that completed returns its bytes, however the cancels fall.
+BOOST_AUTO_TEST_CASE(a_reader_cancelled_at_random_loses_no_byte) {
+    on_new_thread([] {
+        auto read_some = [](tcp::socket& s, asio::mutable_buffer b, boost::system::error_code& ec) {
+            return s.async_read_some(b, fibers::yield[ec]);
+        };
+        auto const r = fibers_test::read_while_cancelled_at_random(read_some, 60000, 7);
+        BOOST_TEST(r.failure.empty(), r.failure);
+        BOOST_TEST(r.received == 60000u);
+        BOOST_TEST(r.cancels > 0u);
+    });
+}
+
+// An operation cancelled before it completed still throws, with nothing
+// taken: it is the completion, not the cancel, that decides.
+BOOST_AUTO_TEST_CASE(a_cancel_before_the_completion_still_throws) {
+    on_new_thread([] {
+        held_operation op;
+        std::string what;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                async_held(op, fibers::yield);
+                what = "returned";
+            } catch (fibers::cancelled const&) {
+                what = "threw cancelled";
+            }
+        });
+        while (!op.complete)
+            fibers::sleep(0s);
+        t.cancel();
+        fibers::sleep(0s); // the task is cancelled, and still waits for the handler
+        BOOST_TEST(t.alive());
+        op.complete(asio::error::operation_aborted, 0);
+        t.join();
+        BOOST_TEST(what == "threw cancelled");
+    });
+}
+
+// An operation without an error code in its completion has completed
+// whenever its handler runs.
+BOOST_AUTO_TEST_CASE(a_completion_without_an_error_code_is_a_result) {
+    on_new_thread([] {
+        std::function<void(int)> complete;
+        std::string what, next;
+        fibers::task t = fibers::spawn([&] {
+            try {
+                int const v = asio::async_initiate<decltype(fibers::yield) const&, void(int)>(
+                    [&complete](auto handler) {
+                        auto held = std::make_shared<decltype(handler)>(std::move(handler));
+                        complete = [held](int v) { std::move(*held)(v); };
+                    },
+                    fibers::yield);
+                what = "returned " + std::to_string(v);
+            } catch (fibers::cancelled const&) {
+                what = "threw cancelled";
+            }
+            next = what_a_sleep_does(10ms);
+        });
+        while (!complete)
+            fibers::sleep(0s);
+        t.cancel();
+        complete(5);
+        t.join();
+        BOOST_TEST(what == "returned 5");
+        BOOST_TEST(next == "threw cancelled");
     });
 }
 

@@ -529,9 +529,12 @@ thread_pool& get_cpu_pool();
 /// Runs `fn()` in the IO pool while the calling fiber waits (its hub serves
 /// everything else) or the calling thread blocks; returns its result or
 /// rethrows its exception. A switchpoint. If the wait is interrupted (a
-/// task's cancel, a closing hub), work not yet started is cancelled; work
-/// already running is waited for before the exception leaves, so `fn` may
-/// safely refer to the caller's stack.
+/// task's cancel, keyboard_interrupt), work not yet started is cancelled
+/// and the exception leaves; work already running is waited for, so that
+/// `fn` may safely refer to the caller's stack, and then, as it completed,
+/// its result is returned and the exception comes at the caller's next wait
+/// (doc/hub.md, "Cancellation"). A closing hub's unwinding leaves once the
+/// work has ended.
 template <class Fn>
 detail::submit_result_t<Fn> blocking(Fn&& fn) {
     using result = detail::submit_result_t<Fn>;
@@ -542,9 +545,11 @@ detail::submit_result_t<Fn> blocking(Fn&& fn) {
         try {
             s.wait(std::nullopt);
         } catch (...) {
-            if (!s.cancel())
-                s.wait_to_end();
-            throw;
+            if (s.cancel())
+                throw;
+            s.wait_to_end();
+            if (!detail::defer_interruption(std::current_exception()))
+                throw;
         }
     }
     s.rethrow_taken_error();

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,17 @@ FIBERS_ALWAYS_INLINE std::any resume(thread_state& ts, resumption& r) {
 #endif
     return resume_slowly(ts, r);
 }
+
+// The rule for an exception thrown into a waiting fiber (task::cancel's
+// `cancelled`, keyboard_interrupt, a switch_back's throw_to) that reaches
+// it after what it waited for had come: the wait returns what it got, and
+// the exception is thrown into the fiber at its next wait on its hub
+// instead, so that nothing completed is lost. Queues it for that, or, for a
+// task's own cancellation, re-arms the cancellation (later cancels merge
+// with it), and returns true. False, with nothing queued, when it must
+// propagate at once: it unwinds a dropped fiber, the fiber has no live hub
+// to wait on, or another such exception is pending for it already.
+bool defer_interruption(std::exception_ptr const& e) noexcept;
 
 // A resumption of the running fiber itself: nothing to switch.
 inline std::any take_own(resumption& r) {

@@ -46,6 +46,12 @@ public:
     // cancelled, the cleanups run in order.
     void deactivate() noexcept;
 
+    // The origin's wait was interrupted (`interruption` is being handled):
+    // if this state had fired already, its resumption is taken back and
+    // its value returned, or its error thrown, the interruption deferred to
+    // the origin's next wait; else the interruption is rethrown.
+    std::any value_despite(std::exception_ptr interruption);
+
     void add_cleanup(std::function<void()> fn);
     bool active() const noexcept {
         return active_.load(std::memory_order_acquire) && !fired_.load(std::memory_order_acquire) &&
@@ -127,9 +133,17 @@ public:
 
     /// hub.switch_to(), then what operator() got, unpacked by the caller
     /// (`auto [ec, n] = sb.wait();`). std::bad_any_cast if the origin was
-    /// resumed with something else.
+    /// resumed with something else. An exception thrown into the origin
+    /// (task::cancel...) after this switch_back had fired is deferred to
+    /// its next wait, and the call returns what it fired with.
     result_type wait() {
-        std::any value = state_->owner().switch_to();
+        std::any value = [this] {
+            try {
+                return state_->owner().switch_to();
+            } catch (...) {
+                return state_->value_despite(std::current_exception());
+            }
+        }();
         if constexpr (std::tuple_size_v<result_type> == 0) {
             return {};
         } else {

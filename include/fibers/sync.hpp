@@ -75,7 +75,7 @@ private:
 };
 
 // The containers behind the queues: push, pop the next item, and give back
-// an item a getter took but could not return (it was cancelled).
+// an item a getter took but could not return (it was being unwound).
 template <class T>
 struct fifo_items {
     std::deque<T> items;
@@ -235,8 +235,8 @@ private:
             throw queue_full();
         waiter w;
         w.payload = &item;
-        // Woken, a getter has taken the item in. An exception after that
-        // still leaves: the put happened, the item is in the queue.
+        // Woken, a getter has taken the item in: the put happened, even if
+        // an unwinding leaves.
         if (!putters_.wait(lock, until, w))
             throw queue_full();
     }
@@ -262,7 +262,7 @@ private:
             got = getters_.wait(lock, until, w);
         } catch (...) {
             if (w.woken() && slot)
-                give_back(std::move(*slot)); // cancelled with its item in hand: nothing is lost
+                give_back(std::move(*slot)); // unwound with its item in hand: nothing is lost
             throw;
         }
         if (!got)

@@ -55,7 +55,9 @@ public:
 
     /// Throws fibers::cancelled(message) into the task in a coming loop
     /// iteration, where it waits (or at once, before its target, if it has
-    /// not run yet). Nothing on a task that has ended.
+    /// not run yet). Nothing on a task that has ended. A wait that had
+    /// completed when it came returns, and the cancellation comes at the
+    /// task's next wait (doc/hub.md, "Cancellation").
     void cancel(std::string message = "cancelled by task::cancel()");
 
     /// Waits until the task has ended. A switchpoint; from any fiber of the

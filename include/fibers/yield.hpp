@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -68,10 +69,13 @@ private:
 };
 
 /// The completion token. The calling fiber suspends until the operation
-/// completes and gets its result. On a deadline (`after`) or a
-/// task::cancel, the operation is cancelled through Asio's per-operation
-/// cancellation, and the fiber resumes only after its handler has run, so
-/// that buffers on the fiber's stack are never written after it moved on.
+/// completes and gets its result. On a deadline (`after`) or an
+/// interruption (task::cancel, keyboard_interrupt), the operation is
+/// cancelled through Asio's per-operation cancellation, and the fiber
+/// resumes only after its handler has run, so that buffers on the fiber's
+/// stack are never written after it moved on. An operation that completed
+/// all the same returns its result, and the interruption comes at the
+/// fiber's next wait (doc/hub.md, "Cancellation").
 inline constexpr yield_t yield{};
 
 namespace detail {
@@ -88,8 +92,10 @@ public:
     // The handler ran: wake the waiting fiber (from any thread).
     void complete() noexcept;
     // Suspends the calling fiber until complete(); see yield.cpp for what a
-    // deadline, a cancellation or an interruption meanwhile do.
-    void wait(std::optional<std::chrono::nanoseconds> timeout);
+    // deadline, a cancellation or an interruption meanwhile do. Returns the
+    // interruption that came meanwhile, if any, for the caller to throw or
+    // defer once it has seen the result.
+    std::exception_ptr wait(std::optional<std::chrono::nanoseconds> timeout);
     bool timed_out() const noexcept { return timed_out_; }
     void add_reference() noexcept { references_.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept;
@@ -100,6 +106,8 @@ protected:
 private:
     friend class yield_core_access;
     void request_cancel() noexcept;
+    // The fiber stops waiting: no resumption of it may stay queued.
+    void stop_waiting() noexcept;
     static resumption take_entry(ready_entry& e);
 
     std::atomic<std::uint32_t> references_{2}; // the waiting fiber's and the handler's
@@ -107,9 +115,12 @@ private:
     std::atomic<bool> waiter_gone_{false};
     bool timed_out_ = false;
     bool cancel_requested_ = false;
+    bool entry_taken_ = false; // the completion resumed the waiting fiber
     hub* hub_;             // the waiting fiber's: used on its thread only
     hub_mailbox* mailbox_; // counted: the handler may complete on another thread after the hub is gone
-    fiber waiting_;
+    // Not counted: resumed only until waiter_gone_, which it sets before it
+    // leaves the wait.
+    fiber_record* waiting_;
     boost::asio::any_io_executor io_executor_;
     struct queued_entry : ready_entry {
         yield_core* core;
@@ -238,12 +249,21 @@ public:
             ~waiter_reference() { core->release(); }
         } keep{core};
         std::move(initiation)(fibers::detail::yield_handler<Args...>(core), std::forward<InitArgs>(args)...);
-        core->wait(token.timeout());
-        // Completed because the deadline cancelled it: a timeout. Completed
-        // otherwise, even past the deadline: its result.
-        if constexpr (fibers::detail::leads_with_error_code<Args...>)
-            if (core->timed_out() && std::get<0>(*core->result) == boost::asio::error::operation_aborted)
-                fibers::detail::throw_timeout();
+        std::exception_ptr interruption = core->wait(token.timeout());
+        // Aborted because an interruption or the deadline cancelled it: the
+        // interruption, else a timeout. Completed otherwise, even past the
+        // deadline or the interruption: its result, and the interruption at
+        // the next wait.
+        if constexpr (fibers::detail::leads_with_error_code<Args...>) {
+            if (std::get<0>(*core->result) == boost::asio::error::operation_aborted) {
+                if (interruption)
+                    std::rethrow_exception(std::move(interruption));
+                if (core->timed_out())
+                    fibers::detail::throw_timeout();
+            }
+        }
+        if (interruption && !fibers::detail::defer_interruption(interruption))
+            std::rethrow_exception(std::move(interruption));
         return fibers::detail::yield_result<Args...>::take(std::move(*core->result), token);
     }
 };

@@ -5,6 +5,7 @@
 #define FIBERS_DETAIL_FIBER_RECORD_HPP
 
 #include <fibers/detail/config.hpp>
+#include <fibers/detail/ready_queue.hpp>
 
 #include <boost/context/detail/fcontext.hpp>
 #include <boost/context/stack_context.hpp>
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <optional>
 #include <thread>
@@ -91,6 +93,17 @@ public:
     std::size_t asan_stack_size = 0;
     void* tsan_fiber = nullptr;
     unsigned valgrind_stack_id = 0;
+
+    // An exception thrown into the fiber as it waited on its hub, after what
+    // it waited for had come: the wait returned that, and this entry, queued
+    // on the hub, throws the exception in at the fiber's next wait (see
+    // defer_interruption in hub.hpp). Taken off the queue when the fiber
+    // ends; `error` is set only while it is queued.
+    struct interruption_entry : ready_entry {
+        fiber_record* fiber = nullptr;
+        std::exception_ptr error;
+    };
+    interruption_entry deferred_interruption;
 
 protected:
     fiber_record() = default;

@@ -117,22 +117,32 @@ public:
     // The calling fiber or thread waits in the list until a waker unlinks
     // it (true) or `until` passes (false: only then; anything else that
     // resumes a waiting fiber makes it wait on). `lock` holds the primitive's
-    // mutex on entry, on return and when an exception leaves (a task's
-    // cancel, a hub closing); it is released while waiting. Whatever ends
-    // the wait, the waiter is unlinked by then.
+    // mutex on entry, on return and when an exception leaves; it is
+    // released while waiting. Whatever ends the wait, the waiter is
+    // unlinked by then.
+    //
+    // An exception thrown into the waiting fiber (a task's cancel,
+    // keyboard_interrupt) leaves only if no waker came first: woken, the
+    // wait returns true and the exception comes at the fiber's next wait
+    // (defer_interruption). What cannot wait, the unwinding of a fiber or a
+    // hub closing, leaves at once, woken or not.
     bool wait(std::unique_lock<std::mutex>& lock, deadline until) {
         waiter w;
         return wait(lock, until, w);
     }
     // The same with the caller's waiter: a primitive whose waker hands the
     // woken party something (a mutex's ownership, a notification) catches
-    // the exception, passes that on if `w.woken()`, and rethrows.
+    // the exception, passes that on if `w.woken()`, and rethrows: only an
+    // unwinding leaves a woken waiter.
     bool wait(std::unique_lock<std::mutex>& lock, deadline until, waiter& w);
 
 private:
     void push_back(waiter& w) noexcept;
     // An untimed wait of a fiber through its hub, until resumed.
     void wait_through(std::unique_lock<std::mutex>& lock, waiter& w);
+    // A woken waiter got `interruption` (being handled): deferred, or
+    // rethrown if it cannot be.
+    static void done_despite(std::exception_ptr const& interruption);
     void unlink(waiter& w) noexcept;
 
     waiter* first_ = nullptr;
