@@ -1288,3 +1288,107 @@ BOOST_AUTO_TEST_CASE(non_blocking_calls_from_a_hub_callback) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A timeout too long for the clock waits for ever; one already passed (zero,
+// negative, NaN) tries once.
+BOOST_AUTO_TEST_SUITE(durations)
+
+BOOST_AUTO_TEST_CASE(timeouts_too_long_for_the_clock_wait_for_what_comes) {
+    on_new_thread([] {
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [](auto d) {
+            fibers::mutex m;
+            fibers::event e;
+            fibers::queue<int> q(1);
+            fibers::task helper = fibers::spawn([&] {
+                m.acquire();
+                fibers::sleep(5ms);
+                m.release();
+                fibers::sleep(5ms);
+                e.set();
+                fibers::sleep(5ms);
+                q.put(1);
+                fibers::sleep(5ms);
+                q.put(2); // full: waits for the main fiber's get
+            });
+            fibers::sleep(0s); // the helper takes the lock first
+            BOOST_TEST(m.acquire(d));
+            BOOST_TEST(e.wait(d));
+            BOOST_TEST(q.get(d) == 1);
+            q.task_done();
+            poll_in_fiber([&] { return q.full(); });
+            fibers::task putter = fibers::spawn([&] { q.put(3, d); }); // waits for a place
+            poll_in_fiber([&] { return q.waiter_count() == 1; });
+            BOOST_TEST(q.get(d) == 2);
+            q.task_done();
+            putter.join();
+            BOOST_TEST(q.get(d) == 3);
+            fibers::spawn([&] {
+                fibers::sleep(5ms);
+                q.task_done();
+            });
+            BOOST_TEST(q.join(d));
+            fibers::condition c(m);
+            bool ready = false;
+            fibers::spawn([&] {
+                fibers::sleep(5ms);
+                std::lock_guard<fibers::mutex> lock(m);
+                ready = true;
+                c.notify();
+            });
+            BOOST_TEST(c.wait(d)); // the lock is held since m.acquire(d)
+            BOOST_TEST(ready);
+            fibers::spawn([&] {
+                fibers::sleep(5ms);
+                std::lock_guard<fibers::mutex> lock(m);
+                ready = false;
+                c.notify();
+            });
+            BOOST_TEST(c.wait_for([&] { return !ready; }, d));
+            m.release();
+            helper.join();
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(timeouts_too_long_for_the_clock_on_a_plain_thread) {
+    fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [](auto d) {
+        fibers::event e;
+        plain_thread setter([&] {
+            std::this_thread::sleep_for(5ms);
+            e.set();
+        });
+        plain_thread waiter([&] { BOOST_TEST(e.wait(d)); });
+        waiter.join();
+        setter.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(timeouts_already_passed_try_once) {
+    on_new_thread([] {
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [](auto d) {
+            fibers::mutex m;
+            fibers::event e;
+            fibers::queue<int> q(1);
+            fibers::condition c(m);
+            fibers::task holder = fibers::spawn([&] {
+                std::lock_guard<fibers::mutex> lock(m);
+                fibers::sleep(1h);
+            });
+            fibers::sleep(0s);
+            BOOST_TEST(!m.acquire(d));
+            BOOST_TEST(!e.wait(d));
+            BOOST_CHECK_THROW(q.get(d), fibers::queue_empty);
+            q.put(1);
+            BOOST_CHECK_THROW(q.put(2, d), fibers::queue_full);
+            BOOST_TEST(!q.join(d));
+            holder.cancel();
+            holder.join();
+            std::lock_guard<fibers::mutex> lock(m);
+            BOOST_TEST(!c.wait(d));
+            BOOST_TEST(!c.wait_for([] { return false; }, d));
+            BOOST_TEST(m.locked()); // still held: a wait already passed does not let go
+        });
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
