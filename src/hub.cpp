@@ -160,14 +160,26 @@ hub& hub::get() {
 hub& get_hub() { return hub::get(); }
 
 hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
+    // Strong guarantee: what can fail (descriptors for the signal set, the
+    // hub fiber's memory) comes first; the thread learns of its hub only
+    // once nothing can. A failure leaves the thread with no hub, and a
+    // later get() tries afresh.
+    struct release_mailbox_on_failure {
+        detail::hub_mailbox* m;
+        ~release_mailbox_on_failure() {
+            if (m != nullptr)
+                m->release();
+        }
+    } on_failure{mailbox_};
     thread_ = &detail::this_thread_state();
-    thread_->hub = this;
+    signals_ = std::make_unique<detail::hub_signals>(io_);
     auto body = [this] { run_loop(); };
     auto* record =
         new detail::record_with_target<detail::hub_fiber_base, decltype(body), arena_stack>(arena_stack(), body);
     detail::attach_new_fiber(record, thread_->root);
     fiber_ = detail::fiber_access::adopt(record);
     record_ = record;
+    arm_interrupt();
     {
         std::lock_guard<std::mutex> lock(thread_->anchor->mutex);
         thread_->anchor->wake = [](void* argument) noexcept {
@@ -177,8 +189,8 @@ hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
         };
         thread_->anchor->wake_argument = this;
     }
-    signals_ = std::make_unique<detail::hub_signals>(io_);
-    arm_interrupt();
+    thread_->hub = this;
+    on_failure.m = nullptr;
 }
 
 hub::~hub() {

@@ -8,16 +8,20 @@
 #include <fibers/switch_back.hpp>
 #include <fibers/task.hpp>
 
+#include "child_process.hpp"
 #include "hub_support.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -76,6 +80,69 @@ BOOST_AUTO_TEST_CASE(first_use_outside_the_root_is_an_error) {
         fibers::fiber g([&] { BOOST_TEST(&fibers::get_hub() == &h); });
         g.switch_to();
     });
+}
+
+// Out of file descriptors, making a hub fails at one step or another (the
+// event loop's epoll, eventfd and timerfd, the signal set's pipe); each is
+// tried by leaving 0 to 7 descriptors free. The failed hub leaves nothing
+// behind: once descriptors are free again, the same thread makes a hub
+// that works. In a child process: it lowers the process's descriptor limit.
+BOOST_AUTO_TEST_CASE(a_hub_that_cannot_start_leaves_nothing_behind) {
+    auto child = fibers_test::run_in_child([] {
+        rlimit limit{};
+        ::getrlimit(RLIMIT_NOFILE, &limit);
+        limit.rlim_cur = std::min<rlim_t>(limit.rlim_cur, 256);
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            ::_exit(10);
+        int failures = 0;
+        for (int left_free = 0; left_free < 8; ++left_free) {
+            int code = 0;
+            std::thread([&] {
+                std::vector<int> filler;
+                for (int fd; (fd = ::open("/dev/null", O_RDONLY)) >= 0;)
+                    filler.push_back(fd);
+                for (int i = 0; i < left_free && !filler.empty(); ++i) {
+                    ::close(filler.back());
+                    filler.pop_back();
+                }
+                bool made = false;
+                try {
+                    fibers::get_hub();
+                    made = true;
+                } catch (std::exception const& e) {
+                    if (std::string(e.what()).empty())
+                        code = 11; // a failure must say what failed
+                    ++failures;
+                }
+                for (int fd : filler)
+                    ::close(fd);
+                try {
+                    fibers::hub& h = fibers::get_hub();
+                    if (!h.is_alive())
+                        code = 12;
+                    int ran = 0;
+                    fibers::task t = fibers::spawn([&] {
+                        fibers::sleep(1ms);
+                        ++ran;
+                    });
+                    t.join();
+                    fibers::sleep(1ms);
+                    if (ran != 1)
+                        code = 13;
+                    if (made && &h != &fibers::get_hub())
+                        code = 14;
+                } catch (std::exception const& e) {
+                    std::fprintf(stderr, "after freeing descriptors: %s\n", e.what());
+                    code = 15;
+                }
+            }).join();
+            if (code != 0)
+                ::_exit(code);
+        }
+        ::_exit(failures > 0 ? 0 : 16); // at least one hub could not start
+    });
+    BOOST_TEST(child.exited);
+    BOOST_TEST(child.exit_code == 0, "exit code " << child.exit_code << ", stderr: " << child.stderr_text);
 }
 
 BOOST_AUTO_TEST_CASE(data_belongs_to_the_hub) {

@@ -109,7 +109,9 @@ class hub {
 public:
     /// The calling thread's hub, made on first use, which must be from the
     /// thread's root fiber (elsewhere: fibers::error). After close(), the
-    /// same, closed hub.
+    /// same, closed hub. If making it fails (out of file descriptors or
+    /// memory), throws what failed and leaves the thread without a hub: a
+    /// later call tries again.
     static hub& get();
 
     hub(hub const&) = delete;
