@@ -321,10 +321,16 @@ void hub::dispatch_until_closed() {
 
 void hub::run_handlers(bool block) {
     try {
-        if (block)
+        if (block) {
             io_.run_one();
-        else
-            io_.poll();
+        } else {
+            // Not io_context::poll(), which also runs what the handlers
+            // queue meanwhile: a handler that queues itself again (a poll
+            // callback on an fd that stays ready) would keep the loop there
+            // for ever, the ready queue and the timers starved.
+            for (unsigned n = 0; n < handlers_between_dispatches && io_.poll_one() != 0; ++n) {
+            }
+        }
     } catch (...) {
         detail::log_current_exception("exception in an Asio handler of the hub (dropped)");
     }

@@ -2,6 +2,8 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #define BOOST_TEST_MODULE hub
+#define BOOST_TEST_NO_MAIN
+#define FIBERS_TEST_DEATH_MAIN
 #include <boost/test/unit_test.hpp>
 
 #include <fibers/hub.hpp>
@@ -473,6 +475,106 @@ BOOST_AUTO_TEST_CASE(fd_readiness_runs_callbacks_in_the_hub) {
         ::close(fds[0]);
         ::close(fds[1]);
     });
+}
+
+namespace {
+
+// Runs `fn` on a fresh thread in a child process that SIGALRM ends if `fn`
+// has not returned within `limit`: a loop that never lets go fails the
+// test instead of hanging it. Exit code 0: fn returned; 1: it threw.
+template <class Fn>
+fibers_test::child_result run_with_time_limit(unsigned limit_seconds, Fn fn) {
+    return fibers_test::run_in_child([limit_seconds, fn] {
+        ::signal(SIGALRM, SIG_DFL);
+        ::alarm(limit_seconds);
+        try {
+            on_new_thread(fn);
+        } catch (std::exception const& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            ::_exit(1);
+        }
+        ::_exit(0);
+    });
+}
+
+} // namespace
+
+// A callback that leaves its fd readable is called in every loop turn
+// (level-triggered), and each call queues the next: the loop must still
+// serve timers and the ready queue, spinning or not.
+BOOST_AUTO_TEST_CASE(an_fd_that_stays_ready_does_not_starve_timers) {
+    for (auto spin : {fibers::hub::default_idle_spin, std::chrono::nanoseconds(0), std::chrono::nanoseconds(10ms)}) {
+        auto child = run_with_time_limit(30, [spin] {
+            fibers::hub& h = fibers::get_hub();
+            h.idle_spin(spin);
+            int fds[2];
+            if (::pipe(fds) != 0)
+                throw std::runtime_error("pipe");
+            if (::write(fds[1], "x", 1) != 1)
+                throw std::runtime_error("write");
+            long calls = 0;
+            fibers::poll_handle handle =
+                h.poll().add_callback(fds[0], fibers::poll_events::readable, [&](int, fibers::poll_events) { ++calls; });
+            fibers::sleep(10ms);
+            bool ticked = false;
+            fibers::spawn([&] { ticked = true; }).join();
+            if (calls < 2 || !ticked)
+                throw std::runtime_error("the callback or the task did not run");
+            h.poll().remove_callback(fds[0], handle);
+            ::close(fds[0]);
+            ::close(fds[1]);
+        });
+        BOOST_TEST(child.exited, "idle spin " << spin.count() << " ns: killed by signal " << child.signal);
+        BOOST_TEST(child.exit_code == 0, child.stderr_text);
+    }
+}
+
+// poller.md's wait_readable(), next to a task that keeps the ready queue
+// busy: the loop looks at I/O between dispatches only, and must come back.
+BOOST_AUTO_TEST_CASE(wait_readable_next_to_a_busy_task) {
+    auto child = run_with_time_limit(30, [] {
+        auto wait_readable = [](int fd) {
+            fibers::poller& p = fibers::get_hub().poll();
+            fibers::switch_back<fibers::poll_events> sb;
+            fibers::poll_handle h =
+                p.add_callback(fd, fibers::poll_events::readable, [sb](int, fibers::poll_events ready) { sb(ready); });
+            struct remove_on_exit {
+                fibers::poller& p;
+                int fd;
+                fibers::poll_handle h;
+                ~remove_on_exit() { p.remove_callback(fd, h); }
+            } guard{p, fd, h};
+            auto [ready] = sb.wait();
+            return ready;
+        };
+        int fds[2];
+        if (::pipe(fds) != 0)
+            throw std::runtime_error("pipe");
+        bool stop = false;
+        long turns = 0;
+        fibers::task busy = fibers::spawn([&] {
+            while (!stop) {
+                ++turns;
+                fibers::sleep(0s);
+            }
+        });
+        for (int i = 0; i < 200; ++i) {
+            if (::write(fds[1], "x", 1) != 1)
+                throw std::runtime_error("write");
+            if (wait_readable(fds[0]) != fibers::poll_events::readable)
+                throw std::runtime_error("not readable");
+            char c;
+            if (::read(fds[0], &c, 1) != 1)
+                throw std::runtime_error("read");
+        }
+        fibers::sleep(5ms); // timers still fire next to the busy task
+        stop = true;
+        busy.join();
+        ::close(fds[0]);
+        ::close(fds[1]);
+    });
+    BOOST_TEST(child.exited, "killed by signal " << child.signal);
+    BOOST_TEST(child.exit_code == 0, child.stderr_text);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

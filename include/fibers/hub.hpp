@@ -183,6 +183,9 @@ public:
     /// Fibers resumed one after the other before the loop looks at I/O and
     /// timers without blocking, so that neither starves the other.
     static constexpr unsigned ready_between_polls = 64;
+    /// Asio handlers (I/O and timer completions, poll callbacks) run at most
+    /// in one such look, however many the handlers themselves queue.
+    static constexpr unsigned handlers_between_dispatches = 64;
 
 private:
     friend struct detail::hub_access;
