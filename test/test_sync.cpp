@@ -2,6 +2,8 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #define BOOST_TEST_MODULE sync
+#define BOOST_TEST_NO_MAIN
+#define FIBERS_TEST_DEATH_MAIN
 #include <boost/test/unit_test.hpp>
 
 #include <fibers/hub.hpp>
@@ -9,9 +11,14 @@
 #include <fibers/sync.hpp>
 #include <fibers/task.hpp>
 
+#include "child_process.hpp"
 #include "hub_support.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -610,7 +617,249 @@ BOOST_AUTO_TEST_CASE(a_task_cancelled_while_waiting) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+namespace {
+
+// Runs `fn` on a fresh thread in a child process, which SIGALRM ends if `fn`
+// has not returned within `limit_seconds`: for what can terminate the
+// process or hang. Exit code 0: fn returned; 1: it threw.
+template <class Fn>
+fibers_test::child_result in_child_with_time_limit(unsigned limit_seconds, Fn fn) {
+    return fibers_test::run_in_child([limit_seconds, fn] {
+        ::signal(SIGALRM, SIG_DFL);
+        ::alarm(limit_seconds);
+        try {
+            on_new_thread(fn);
+        } catch (std::exception const& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            ::_exit(1);
+        }
+        ::_exit(0);
+    });
+}
+
+void require(bool condition, char const* what) {
+    if (!condition)
+        throw std::runtime_error(what);
+}
+
+#define FIBERS_TEST_CHILD_PASSED(child)                                                                           \
+    do {                                                                                                          \
+        BOOST_TEST((child).exited, "killed by signal " << (child).signal << ": " << (child).stderr_text);        \
+        BOOST_TEST((child).exit_code == 0, (child).stderr_text);                                                 \
+    } while (false)
+
+} // namespace
+
 BOOST_AUTO_TEST_SUITE(condition)
+
+// A task notified on a condition waits to take its mutex back when its hub
+// closes (by close(), or at thread exit): its unwinding must leave the wait
+// so that the guard's release at the end of its scope does not throw from
+// a destructor. The holder is another task, older or newer (the hub unwinds
+// the newest first), the root, or another thread.
+BOOST_AUTO_TEST_CASE(a_notified_wait_unwound_while_another_task_holds_the_lock) {
+    for (bool waiter_first : {true, false}) {
+        auto child = in_child_with_time_limit(30, [waiter_first] {
+            fibers::mutex m;
+            fibers::condition c(m);
+            int unwound = 0;
+            bool notified = false;
+            auto wait = [&] {
+                std::unique_lock<fibers::mutex> lock(m);
+                try {
+                    c.wait();
+                } catch (...) {
+                    ++unwound;
+                    throw;
+                }
+            };
+            auto notify_and_hold = [&] {
+                fibers::sleep(5ms); // the waiter waits first
+                std::lock_guard<fibers::mutex> lock(m);
+                c.notify();
+                notified = true;
+                fibers::sleep(1h); // holding the lock
+            };
+            fibers::task first = fibers::spawn(waiter_first ? std::function<void()>(wait) : notify_and_hold);
+            fibers::sleep(0s);
+            fibers::task second = fibers::spawn(waiter_first ? std::function<void()>(notify_and_hold) : wait);
+            poll_in_fiber([&] { return notified && m.waiter_count() == 1; }); // taking the lock back
+            fibers::get_hub().close();
+            require(unwound == 1, "the waiter was not unwound");
+            require(!first.alive() && !second.alive(), "a task is still alive");
+            require(!m.locked(), "the mutex is still locked");
+            require(m.waiter_count() == 0, "a waiter is left");
+            m.acquire(); // the hub is closed: on the thread
+            m.release();
+        });
+        BOOST_TEST_CONTEXT("waiter first: " << waiter_first) { FIBERS_TEST_CHILD_PASSED(child); }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_notified_wait_unwound_while_the_root_holds_the_lock) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::recursive_mutex m;
+        fibers::condition c(m);
+        bool unwound = false;
+        fibers::task waiter = fibers::spawn([&] {
+            std::lock_guard<fibers::recursive_mutex> outer(m);
+            std::lock_guard<fibers::recursive_mutex> inner(m); // two levels: two releases, both quiet
+            try {
+                c.wait();
+            } catch (...) {
+                unwound = true;
+                throw;
+            }
+        });
+        fibers::sleep(0s);
+        m.acquire();
+        c.notify();
+        poll_in_fiber([&] { return m.waiter_count() == 1; });
+        fibers::get_hub().close(); // still holding the lock
+        require(unwound && !waiter.alive(), "the waiter was not unwound");
+        require(m.locked(), "the root's lock went");
+        m.release();
+        require(!m.locked(), "the mutex is still locked");
+        require(m.acquire(false), "the mutex cannot be taken");
+        m.release();
+        BOOST_CHECK_THROW(m.release(), fibers::error); // the quiet releases were the unwound fiber's only
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+// Held by another thread, the lock is taken back before the unwinding goes
+// on, the thread blocking for it, as with std::condition_variable.
+BOOST_AUTO_TEST_CASE(a_notified_wait_unwound_while_another_thread_holds_the_lock) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        std::atomic<bool> notified{false}, released{false}, go{false};
+        bool held_while_unwinding = false, unwound = false;
+        fibers::task waiter = fibers::spawn([&] {
+            m.acquire();
+            try {
+                c.wait();
+            } catch (...) {
+                unwound = true;
+                held_while_unwinding = released && m.locked();
+                m.release();
+                throw;
+            }
+            m.release();
+        });
+        fibers::sleep(0s);
+        plain_thread other([&] {
+            m.acquire();
+            c.notify();
+            notified = true;
+            poll_in_thread([&] { return go.load(); });
+            std::this_thread::sleep_for(50ms); // the hub closes meanwhile
+            released = true;
+            m.release();
+        });
+        poll_in_fiber([&] { return notified && m.waiter_count() == 1; });
+        go = true;
+        fibers::get_hub().close();
+        other.join();
+        require(unwound && !waiter.alive(), "the waiter was not unwound");
+        require(held_while_unwinding, "the lock was not taken back before the unwinding went on");
+        require(!m.locked(), "the mutex is still locked");
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_unwound_at_thread_exit) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        std::thread([&] {
+            fibers::spawn([&] {
+                std::unique_lock<fibers::mutex> lock(m);
+                c.wait();
+            });
+            fibers::spawn([&] {
+                std::lock_guard<fibers::mutex> lock(m);
+                c.notify();
+                fibers::sleep(1h);
+            });
+            fibers::sleep(10ms);
+            // The thread ends: its hub closes and unwinds both.
+        }).join();
+        require(!m.locked(), "the mutex is still locked");
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+// Many tasks on primitives shared with another thread that keeps using
+// them, and the hub closes in the middle of it.
+BOOST_AUTO_TEST_CASE(closing_a_hub_whose_tasks_share_primitives_with_a_thread) {
+    auto child = in_child_with_time_limit(120, [] {
+        for (int round = 0; round < 10; ++round) {
+            fibers::mutex m;
+            fibers::condition c(m);
+            std::atomic<bool> stop{false};
+            plain_thread other([&] {
+                while (!stop) {
+                    std::lock_guard<fibers::mutex> lock(m);
+                    c.notify_all();
+                    std::this_thread::yield();
+                }
+            });
+            std::thread([&] {
+                for (int i = 0; i < 400; ++i) {
+                    fibers::spawn([&, i] {
+                        for (;;) {
+                            if (i % 3 == 0) {
+                                std::unique_lock<fibers::mutex> lock(m);
+                                c.wait();
+                                fibers::sleep(0s); // holding the lock
+                            } else if (i % 3 == 1) {
+                                std::unique_lock<fibers::mutex> lock(m);
+                                c.wait(1ms);
+                            } else {
+                                std::lock_guard<fibers::mutex> lock(m);
+                                c.notify(2);
+                                fibers::sleep(0s);
+                            }
+                        }
+                    });
+                }
+                fibers::sleep(20ms);
+                // The thread ends: its hub closes and unwinds every task.
+            }).join();
+            stop = true;
+            other.join();
+            require(!m.locked(), "the mutex is still locked");
+        }
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+// Anything else thrown into a fiber while it takes the lock back (here a
+// keyboard_interrupt in the root) waits until it has: the guard holds it.
+BOOST_AUTO_TEST_CASE(an_interrupt_while_taking_the_lock_back_comes_after_it) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        fibers::task notifier = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> lock(m);
+            c.notify();
+            fibers::sleep(1ms);
+            std::thread([] { ::kill(::getpid(), SIGINT); }).join();
+            fibers::sleep(30ms); // the root is interrupted meanwhile
+        });
+        std::unique_lock<fibers::mutex> lock(m);
+        bool interrupted = false;
+        try {
+            c.wait();
+        } catch (fibers::keyboard_interrupt const&) {
+            interrupted = true;
+            require(lock.owns_lock() && m.locked() && !notifier.alive(), "the lock was not taken back first");
+        }
+        require(interrupted, "no keyboard_interrupt");
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
 
 BOOST_AUTO_TEST_CASE(without_the_lock_throws) {
     on_new_thread([] {

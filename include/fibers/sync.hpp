@@ -56,6 +56,13 @@ public:
     // it holds none) and returns how many; restore() takes them back.
     std::size_t release_all();
     void restore(std::size_t levels);
+    // restore() for a fiber whose stack is being unwound, which must not
+    // wait through its hub. Takes the lock if it is free, or blocks the
+    // thread until another thread hands it over; where that could never
+    // happen (a fiber of this thread holds it or waits first, or the hub
+    // still runs), the caller goes on without it, and its releases of
+    // those levels do nothing.
+    void restore_unwinding(std::size_t levels) noexcept;
 
 private:
     static constexpr std::uintptr_t contended = 1;
@@ -66,12 +73,20 @@ private:
 
     bool acquire_slow(std::uintptr_t me, deadline until);
     void hand_on_locked() noexcept;
+    // Whether restore_unwinding may block the thread for the lock.
+    bool may_block_unwinding() const noexcept;
+    // A release by a fiber that restore_unwinding let go on without the
+    // lock: true (and one level forgotten) if `me` is one.
+    bool forget_level_not_held(std::uintptr_t me) noexcept;
 
     std::atomic<std::uintptr_t> state_{0}; // the owner's identity | contended
     std::size_t count_ = 0;                // recursion levels; the owner's alone
     bool const recursive_;
     mutable std::mutex guard_;
     waiter_list waiters_;
+    // guarded: fibers unwound out of a condition wait without the lock, and
+    // the levels their guards will release.
+    std::vector<std::pair<std::uintptr_t, std::size_t>> released_while_unwinding_;
 };
 
 // The containers behind the queues: push, pop the next item, and give back
@@ -378,7 +393,11 @@ private:
 /// Python's Condition, on a mutex or recursive_mutex that every caller of
 /// wait and notify holds (else fibers::error). wait releases the lock, all
 /// levels of a recursive one, and takes it back before it returns, also
-/// when it throws.
+/// when it throws. A fiber whose stack is unwound (its hub closing, its
+/// thread ending) takes it back too, blocking its thread if another thread
+/// holds it; if a fiber of its own thread holds it, which cannot run before
+/// the unwinding ends, it leaves without it, and its guard's release does
+/// nothing.
 class condition {
 public:
     explicit condition(mutex& m) noexcept : lock_(&m.core_) {}

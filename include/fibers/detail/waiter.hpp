@@ -52,6 +52,8 @@ public:
     waiter& operator=(waiter const&) = delete;
 
     bool linked() const noexcept { return list_ != nullptr; }
+    // The waiter after this one in its list (read with the list's mutex held).
+    waiter* next() const noexcept { return next_; }
     // A waker unlinked it (rather than its deadline or an exception).
     bool woken() const noexcept { return woken_; }
 
