@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <chrono>
@@ -1139,7 +1140,138 @@ BOOST_AUTO_TEST_CASE(a_notification_is_passed_on_when_its_waiter_is_cancelled) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+namespace {
+
+// An item whose move throws once: the move that finds `moves_left` at 0
+// throws and disarms the item, so that the next move of it succeeds. Each
+// other move hands the count, less one, to the new item; -1: never.
+struct fragile {
+    int value = 0;
+    int moves_left = -1;
+    explicit fragile(int v, int throw_after = -1) : value(v), moves_left(throw_after) {}
+    fragile(fragile&& other) : value(other.value), moves_left(take_move(other)) {}
+    fragile& operator=(fragile&& other) {
+        moves_left = take_move(other);
+        value = other.value;
+        return *this;
+    }
+    static int take_move(fragile& other) {
+        if (other.moves_left == 0) {
+            other.moves_left = -1;
+            throw std::runtime_error("move failed");
+        }
+        return other.moves_left > 0 ? other.moves_left - 1 : -1;
+    }
+};
+
+// std::less<int> that throws while armed.
+struct throwing_less {
+    static inline bool armed = false;
+    bool operator()(int a, int b) const {
+        if (armed)
+            throw std::runtime_error("compare failed");
+        return a < b;
+    }
+};
+
+} // namespace
+
 BOOST_AUTO_TEST_SUITE(queue)
+
+// A get that frees a place moves the first waiting putter's item in; if
+// that move throws, the put fails with it, the get still returns its item,
+// and nobody is left waiting on a queue that is not full.
+BOOST_AUTO_TEST_CASE(a_putter_whose_item_cannot_be_moved_in_fails_its_put) {
+    on_new_thread([] {
+        fibers::queue<fragile> q(1);
+        q.put(fragile(1));
+        std::string put_error;
+        fibers::task putter = fibers::spawn([&] {
+            try {
+                q.put(fragile(2, 0)); // its first move, into the queue, throws
+            } catch (std::runtime_error const& e) {
+                put_error = e.what();
+            }
+        });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        int got = 0;
+        BOOST_CHECK_NO_THROW(got = q.get().value);
+        BOOST_TEST(got == 1);
+        BOOST_CHECK_NO_THROW(putter.join(10s));
+        BOOST_TEST(put_error == "move failed");
+        BOOST_TEST(q.qsize() == 0u);
+        BOOST_TEST(q.waiter_count() == 0u);
+        BOOST_TEST(q.unfinished_tasks() == 1u); // the first put only
+    });
+}
+
+// A get whose item cannot be moved out to it throws, and the item stays
+// next in the queue.
+BOOST_AUTO_TEST_CASE(an_item_that_cannot_be_moved_out_stays_in_the_queue) {
+    on_new_thread([] {
+        fibers::queue<fragile> q;
+        q.put(fragile(1, 1)); // moved in; its next move, out, throws
+        q.put(fragile(2));
+        BOOST_CHECK_THROW(q.get(), std::runtime_error);
+        BOOST_TEST(q.qsize() == 2u);
+        BOOST_TEST(q.get().value == 1);
+        BOOST_TEST(q.get().value == 2);
+        // Handed to a waiting getter, then its move out to it throws: given back.
+        fibers::task putter = fibers::spawn([&] {
+            fibers::sleep(1ms);
+            q.put(fragile(3, 1));
+        });
+        BOOST_CHECK_THROW(q.get(), std::runtime_error);
+        putter.join();
+        BOOST_TEST(q.qsize() == 1u);
+        BOOST_TEST(q.get().value == 3);
+    });
+}
+
+// A comparison that throws leaves a priority_queue as it was, in put and
+// in get.
+BOOST_AUTO_TEST_CASE(a_throwing_comparison_leaves_a_priority_queue_as_it_was) {
+    on_new_thread([] {
+        fibers::priority_queue<int, throwing_less> q;
+        for (int v : {5, 3, 8, 1, 9, 2, 7})
+            q.put(v);
+        throwing_less::armed = true;
+        BOOST_CHECK_THROW(q.put(0), std::runtime_error);
+        BOOST_CHECK_THROW(q.put_nowait(4), std::runtime_error);
+        BOOST_CHECK_THROW(q.get(), std::runtime_error);
+        throwing_less::armed = false;
+        BOOST_TEST(q.qsize() == 7u);
+        BOOST_TEST(q.unfinished_tasks() == 7u);
+        std::vector<int> order;
+        while (!q.empty())
+            order.push_back(q.get());
+        BOOST_TEST(order == (std::vector<int>{1, 2, 3, 5, 7, 8, 9}), boost::test_tools::per_element());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_priority_queue_keeps_its_order) {
+    on_new_thread([] {
+        fibers::priority_queue<int> q;
+        std::vector<int> expected;
+        unsigned x = 12345;
+        for (int i = 0; i < 500; ++i) {
+            x = x * 1103515245u + 12345u;
+            int v = static_cast<int>((x >> 8) % 100);
+            q.put(v);
+            expected.push_back(v);
+            if (i % 7 == 0) { // interleaved gets
+                std::sort(expected.begin(), expected.end());
+                BOOST_TEST(q.get() == expected.front());
+                expected.erase(expected.begin());
+            }
+        }
+        std::sort(expected.begin(), expected.end());
+        std::vector<int> got;
+        while (!q.empty())
+            got.push_back(q.get());
+        BOOST_TEST(got == expected, boost::test_tools::per_element());
+    });
+}
 
 BOOST_AUTO_TEST_CASE(orders) {
     on_new_thread([] {
