@@ -467,3 +467,58 @@ BOOST_AUTO_TEST_CASE(join_of_a_passed_duration_times_out_at_once) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(misuse)
+
+// Only the hub may be a task's parent: its end returns there.
+BOOST_AUTO_TEST_CASE(a_task_takes_no_other_parent_than_its_hub) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        fibers::task t = fibers::spawn([] { fibers::sleep(1ms); });
+        fibers::fiber plain([] {});
+        BOOST_CHECK_THROW(fibers::fiber(t).set_parent(fibers::current()), fibers::error); // the root
+        BOOST_CHECK_THROW(fibers::fiber(t).set_parent(plain), fibers::error);
+        BOOST_CHECK_NO_THROW(fibers::fiber(t).set_parent(h.as_fiber()));
+        BOOST_TEST((fibers::fiber(t).parent() == h.as_fiber()));
+        t.join();
+        BOOST_TEST(!t.alive());
+    });
+}
+
+// Done callbacks are the task's thread's business: from another thread,
+// fibers::error, and nothing changes.
+BOOST_AUTO_TEST_CASE(done_callbacks_only_from_the_task_thread) {
+    on_new_thread([] {
+        int ran = 0;
+        fibers::task t([&] {});
+        std::size_t const mine = t.add_done_callback([&] { ++ran; });
+        std::atomic<int> refused{0};
+        std::thread([&, t]() mutable {
+            try {
+                t.add_done_callback([&] { ran += 100; });
+            } catch (fibers::error const&) {
+                ++refused;
+            }
+            try {
+                t.remove_done_callback(mine);
+            } catch (fibers::error const&) {
+                ++refused;
+            }
+        }).join();
+        BOOST_TEST(refused == 2);
+        t.start();
+        t.join();
+        BOOST_TEST(ran == 1);
+        std::thread([&, t]() mutable { // ended: still refused, not run there
+            try {
+                t.add_done_callback([&] { ran += 100; });
+            } catch (fibers::error const&) {
+                ++refused;
+            }
+        }).join();
+        BOOST_TEST(refused == 3);
+        BOOST_TEST(ran == 1);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

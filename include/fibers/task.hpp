@@ -76,6 +76,7 @@ public:
 
     /// `fn()` runs when the task ends (in the task, before its joiners
     /// wake), or at once if it already has. Returns a handle for removal.
+    /// Both only from the task's thread: from another, fibers::error.
     template <class Fn>
     std::size_t add_done_callback(Fn&& fn) {
         return add_done_callback_erased(std::function<void()>(std::forward<Fn>(fn)));
