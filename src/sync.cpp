@@ -139,15 +139,16 @@ void lock_core::hand_on_locked() noexcept {
 void lock_core::release() {
     std::uintptr_t const me = caller_identity();
     std::uintptr_t seen = state_.load(std::memory_order_relaxed);
-    if ((seen & ~contended) != me && !forget_level_not_held(me))
+    if ((seen & ~contended) != me) {
+        if (forget_level_not_held(me))
+            return; // a level that restore_unwinding did not take back
         throw error(recursive_ ? "fibers: release of a recursive_mutex that the calling fiber does not own"
                                : "fibers: release of a mutex that the calling fiber does not hold");
+    }
     if (recursive_ && count_ > 1) {
         --count_;
         return;
     }
-    if ((seen & ~contended) != me)
-        return; // a level that restore_unwinding did not take back
     count_ = 0;
     seen = me;
     if (state_.compare_exchange_strong(seen, 0, std::memory_order_release, std::memory_order_relaxed))

@@ -716,9 +716,12 @@ BOOST_AUTO_TEST_CASE(a_notified_wait_unwound_while_the_root_holds_the_lock) {
         m.acquire();
         c.notify();
         poll_in_fiber([&] { return m.waiter_count() == 1; });
+        m.acquire(); // two levels of its own, which the waiter's quiet releases leave alone
         fibers::get_hub().close(); // still holding the lock
         require(unwound && !waiter.alive(), "the waiter was not unwound");
         require(m.locked(), "the root's lock went");
+        m.release();
+        require(m.locked(), "the root's second level went");
         m.release();
         require(!m.locked(), "the mutex is still locked");
         require(m.acquire(false), "the mutex cannot be taken");
