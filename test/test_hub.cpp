@@ -89,7 +89,9 @@ BOOST_AUTO_TEST_CASE(first_use_outside_the_root_is_an_error) {
 // tried by leaving 0 to 7 descriptors free. The failed hub leaves nothing
 // behind: once descriptors are free again, the same thread makes a hub
 // that works. In a child process: it lowers the process's descriptor limit.
-BOOST_AUTO_TEST_CASE(a_hub_that_cannot_start_leaves_nothing_behind) {
+// UBSan's vptr check cannot run out of descriptors: builds with it skip
+// this case (--run_test=!@out_of_descriptors).
+BOOST_AUTO_TEST_CASE(a_hub_that_cannot_start_leaves_nothing_behind, *boost::unit_test::label("out_of_descriptors")) {
     auto child = fibers_test::run_in_child([] {
         rlimit limit{};
         ::getrlimit(RLIMIT_NOFILE, &limit);
