@@ -44,6 +44,7 @@ namespace {
 
 struct config {
     std::string host;
+    asio::ip::address address; // host, parsed
     unsigned short port = 0;
     unsigned threads = 1;
     std::chrono::milliseconds idle_timeout{0}; // 0: none
@@ -234,6 +235,10 @@ std::optional<config> parse(int argc, char** argv) {
         std::cout << options << '\n';
         return std::nullopt;
     }
+    boost::system::error_code bad_address;
+    cfg.address = asio::ip::make_address(cfg.host, bad_address);
+    if (bad_address)
+        throw std::invalid_argument("--host must be an IPv4 or IPv6 address, not '" + cfg.host + "'");
     cfg.port = count_option<unsigned short>(port, 0, 65535, "port");
     cfg.threads = count_option<unsigned>(threads, 1, 1024, "threads");
     cfg.max_connections = count_option<std::size_t>(max_connections, 0, 1LL << 40, "max-connections");
@@ -269,7 +274,7 @@ int main(int argc, char** argv) {
     }
     try {
         // The first server binds (perhaps to port 0); the others share its port.
-        tcp::endpoint where(asio::ip::make_address(cfg->host), cfg->port);
+        tcp::endpoint where(cfg->address, cfg->port);
         server first(*cfg, where);
         where.port(first.port());
 

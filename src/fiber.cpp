@@ -621,6 +621,9 @@ void fiber::set_parent(fiber p) {
         throw std::invalid_argument("fibers: the parent belongs to another thread");
     if (next->status.load(std::memory_order_relaxed) == fiber_status::ended)
         throw std::invalid_argument("fibers: the parent has ended");
+    // A task is its hub's: its end returns there, and only the hub resumes it.
+    if (record_->only_switched_by != nullptr && next != record_->only_switched_by)
+        throw error("fibers: only its hub may be a task's parent");
     for (detail::fiber_record const* q = next; q != nullptr; q = q->parent)
         if (q == record_)
             throw std::invalid_argument("fibers: cyclic parent chain");

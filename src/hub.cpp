@@ -212,14 +212,26 @@ hub& hub::get() {
 hub& get_hub() { return hub::get(); }
 
 hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
+    // Strong guarantee: what can fail (descriptors for the signal set, the
+    // hub fiber's memory) comes first; the thread learns of its hub only
+    // once nothing can. A failure leaves the thread with no hub, and a
+    // later get() tries afresh.
+    struct release_mailbox_on_failure {
+        detail::hub_mailbox* m;
+        ~release_mailbox_on_failure() {
+            if (m != nullptr)
+                m->release();
+        }
+    } on_failure{mailbox_};
     thread_ = &detail::this_thread_state();
-    thread_->hub = this;
+    signals_ = std::make_unique<detail::hub_signals>(io_);
     auto body = [this] { run_loop(); };
     auto* record =
         new detail::record_with_target<detail::hub_fiber_base, decltype(body), arena_stack>(arena_stack(), body);
     detail::attach_new_fiber(record, thread_->root);
     fiber_ = detail::fiber_access::adopt(record);
     record_ = record;
+    arm_interrupt();
     {
         std::lock_guard<std::mutex> lock(thread_->anchor->mutex);
         thread_->anchor->wake = [](void* argument) noexcept {
@@ -229,8 +241,8 @@ hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
         };
         thread_->anchor->wake_argument = this;
     }
-    signals_ = std::make_unique<detail::hub_signals>(io_);
-    arm_interrupt();
+    thread_->hub = this;
+    on_failure.m = nullptr;
 }
 
 hub::~hub() {
@@ -361,10 +373,16 @@ void hub::dispatch_until_closed() {
 
 void hub::run_handlers(bool block) {
     try {
-        if (block)
+        if (block) {
             io_.run_one();
-        else
-            io_.poll();
+        } else {
+            // Not io_context::poll(), which also runs what the handlers
+            // queue meanwhile: a handler that queues itself again (a poll
+            // callback on an fd that stays ready) would keep the loop there
+            // for ever, the ready queue and the timers starved.
+            for (unsigned n = 0; n < handlers_between_dispatches && io_.poll_one() != 0; ++n) {
+            }
+        }
     } catch (...) {
         detail::log_current_exception("exception in an Asio handler of the hub (dropped)");
     }

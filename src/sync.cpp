@@ -6,6 +6,8 @@
 #include <fibers/switchpoint.hpp>
 #include <fibers/sync.hpp>
 
+#include <cxxabi.h>
+
 namespace fibers {
 
 namespace detail {
@@ -23,6 +25,21 @@ void check_caller_may_wait() {
     hub const* h = ts != nullptr ? static_cast<hub const*>(ts->hub) : nullptr;
     if (h != nullptr && h->is_alive())
         hub_access::check_may_wait(*h);
+}
+
+// Whether `identity` (of a lock's holder or waiter) is a fiber of the
+// calling thread that has not ended. Compared, never dereferenced: a holder
+// on another thread may be gone.
+bool is_fiber_of_this_thread(std::uintptr_t identity) noexcept {
+    thread_state const* ts = current_thread_state;
+    if (ts == nullptr)
+        return false;
+    if (identity == reinterpret_cast<std::uintptr_t>(ts->root))
+        return true;
+    for (fiber_record const* f = ts->newest_live; f != nullptr; f = f->older_live)
+        if (identity == reinterpret_cast<std::uintptr_t>(f))
+            return true;
+    return false;
 }
 
 } // namespace
@@ -122,9 +139,12 @@ void lock_core::hand_on_locked() noexcept {
 void lock_core::release() {
     std::uintptr_t const me = caller_identity();
     std::uintptr_t seen = state_.load(std::memory_order_relaxed);
-    if ((seen & ~contended) != me)
+    if ((seen & ~contended) != me) {
+        if (forget_level_not_held(me))
+            return; // a level that restore_unwinding did not take back
         throw error(recursive_ ? "fibers: release of a recursive_mutex that the calling fiber does not own"
                                : "fibers: release of a mutex that the calling fiber does not hold");
+    }
     if (recursive_ && count_ > 1) {
         --count_;
         return;
@@ -149,6 +169,67 @@ std::size_t lock_core::release_all() {
 void lock_core::restore(std::size_t levels) {
     acquire(true);
     count_ = levels;
+}
+
+bool lock_core::may_block_unwinding() const noexcept {
+    // Through a hub that still runs, a wait would switch away from a stack
+    // being unwound. Blocking the thread waits for the holder and for every
+    // waiter ahead: none of them may be a fiber of this thread, which could
+    // not run before this unwinding ends.
+    thread_state const* ts = current_thread_state;
+    hub const* h = ts != nullptr ? static_cast<hub const*>(ts->hub) : nullptr;
+    if (h != nullptr && h->is_alive())
+        return false;
+    if (is_fiber_of_this_thread(state_.load(std::memory_order_relaxed) & ~contended))
+        return false;
+    for (waiter const* w = waiters_.front(); w != nullptr; w = w->next())
+        if (is_fiber_of_this_thread(reinterpret_cast<std::uintptr_t>(w->payload)))
+            return false;
+    return true;
+}
+
+void lock_core::restore_unwinding(std::size_t levels) noexcept {
+    std::uintptr_t const me = caller_identity();
+    std::unique_lock<std::mutex> lock(guard_);
+    std::uintptr_t seen = state_.load(std::memory_order_relaxed);
+    for (;;) {
+        if (seen == 0) {
+            if (state_.compare_exchange_weak(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+                count_ = levels;
+                return;
+            }
+        } else if ((seen & contended) != 0 ||
+                   state_.compare_exchange_weak(seen, seen | contended, std::memory_order_relaxed)) {
+            break; // held: the holder's release takes guard_ from here on
+        }
+    }
+    if (may_block_unwinding()) {
+        waiter w;
+        w.payload = reinterpret_cast<void*>(me);
+        try {
+            // No live hub: this blocks the thread, as std::condition_variable does.
+            if (waiters_.wait(lock, std::nullopt, w)) {
+                count_ = levels;
+                return;
+            }
+        } catch (...) {
+            if (w.woken())
+                hand_on_locked();
+        }
+    }
+    released_while_unwinding_.emplace_back(me, levels);
+}
+
+bool lock_core::forget_level_not_held(std::uintptr_t me) noexcept {
+    std::lock_guard<std::mutex> lock(guard_);
+    for (auto it = released_while_unwinding_.begin(); it != released_while_unwinding_.end(); ++it) {
+        if (it->first != me)
+            continue;
+        if (--it->second == 0)
+            released_while_unwinding_.erase(it);
+        return true;
+    }
+    return false;
 }
 
 } // namespace detail
@@ -208,14 +289,23 @@ std::size_t condition::waiter_count() const {
 
 // Takes the lock back whatever happens: the caller's lock_guard or
 // unique_lock releases it on the way out, and a release of a lock not held
-// throws, from a destructor. A cancel that comes meanwhile is kept for after.
+// throws, from a destructor. An exception thrown into the fiber meanwhile
+// (a cancel, a keyboard_interrupt in the root) is kept for after. The
+// unwinding of the fiber's stack cannot wait for its hub: it settles the
+// lock as restore_unwinding says, and goes on.
 std::exception_ptr condition::reacquire(std::size_t levels) {
     std::exception_ptr interrupted;
     for (;;) {
         try {
             lock_->restore(levels);
             return interrupted;
-        } catch (cancelled const&) {
+        } catch (detail::forced_unwind const&) {
+            lock_->restore_unwinding(levels);
+            throw;
+        } catch (abi::__forced_unwind const&) { // the thread is cancelled
+            lock_->restore_unwinding(levels);
+            throw;
+        } catch (...) {
             if (!interrupted)
                 interrupted = std::current_exception();
         }
@@ -231,13 +321,25 @@ bool condition::wait_until(detail::deadline until) {
     std::size_t const levels = lock_->release_all();
     detail::waiter w;
     bool notified;
+    // Notified, then interrupted: the notification goes to another waiter.
+    auto pass_on_notification = [&] {
+        if (w.woken())
+            waiters_.wake_one();
+        lock.unlock();
+    };
     try {
         notified = waiters_.wait(lock, until, w);
+    } catch (detail::forced_unwind const&) {
+        pass_on_notification();
+        lock_->restore_unwinding(levels);
+        throw;
+    } catch (abi::__forced_unwind const&) { // the thread is cancelled
+        pass_on_notification();
+        lock_->restore_unwinding(levels);
+        throw;
     } catch (...) {
-        if (w.woken())
-            waiters_.wake_one(); // notified, then unwound: the notification goes to another waiter
-        lock.unlock();
-        reacquire(levels);
+        pass_on_notification();
+        reacquire(levels); // an unwinding meanwhile replaces the exception
         throw;
     }
     lock.unlock();

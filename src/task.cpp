@@ -314,6 +314,8 @@ void task::join_for(std::chrono::nanoseconds timeout) {
 
 std::size_t task::add_done_callback_erased(std::function<void()> fn) {
     detail::task_record& t = record();
+    if (!on_own_thread(t))
+        throw error("fibers: add_done_callback from another thread than the task's");
     std::size_t id = t.next_callback_id++;
     if (t.done || !is_alive()) {
         fn();
@@ -325,6 +327,8 @@ std::size_t task::add_done_callback_erased(std::function<void()> fn) {
 
 void task::remove_done_callback(std::size_t handle) {
     detail::task_record& t = record();
+    if (!on_own_thread(t))
+        throw error("fibers: remove_done_callback from another thread than the task's");
     auto& callbacks = t.done_callbacks;
     callbacks.erase(std::remove_if(callbacks.begin(), callbacks.end(),
                                    [handle](auto const& entry) { return entry.first == handle; }),

@@ -15,7 +15,10 @@
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
+#include <limits>
+#include <ratio>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -49,6 +52,31 @@ struct event_log {
     std::vector<std::string> events;
     void operator()(std::string e) { events.push_back(std::move(e)); }
 };
+
+// Durations past what the steady clock counts in nanoseconds: each means
+// "for ever" to a function that takes a timeout.
+inline auto durations_too_long_for_the_clock() {
+    return std::make_tuple(std::chrono::hours::max(), std::chrono::nanoseconds::max(),
+                           std::chrono::duration<double>(1e300),
+                           std::chrono::duration<double>(std::numeric_limits<double>::infinity()),
+                           std::chrono::duration<float, std::ratio<3600>>(1e30f),
+                           std::chrono::duration<long long, std::ratio<31556952>>(std::numeric_limits<long long>::max()));
+}
+
+// Durations that have passed already: zero, negative ones down to their
+// limits, and a NaN.
+inline auto durations_already_passed() {
+    return std::make_tuple(std::chrono::seconds(0), std::chrono::seconds(-1), std::chrono::hours::min(),
+                           std::chrono::nanoseconds::min(), std::chrono::duration<double>(-1e300),
+                           std::chrono::duration<double>(-std::numeric_limits<double>::infinity()),
+                           std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN()));
+}
+
+// Calls fn(d) for each duration of the tuple.
+template <class Tuple, class Fn>
+void for_each_duration(Tuple const& durations, Fn fn) {
+    std::apply([&fn](auto const&... d) { (fn(d), ...); }, durations);
+}
 
 } // namespace fibers_test
 

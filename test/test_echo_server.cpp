@@ -1105,8 +1105,9 @@ void check_rejected(std::vector<std::string> args, std::string const& mentioned)
         BOOST_ERROR("echo_server" << line << " was accepted: it did not exit; its stdout: " << server->stdout_text());
         return;
     }
-    BOOST_CHECK_MESSAGE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0,
-                        "echo_server" << line << ": " << describe_wait_status(*status) << ", not a failure");
+    BOOST_CHECK_MESSAGE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2,
+                        "echo_server" << line << ": " << describe_wait_status(*status)
+                                      << ", not the exit status 2 of a bad command line");
     BOOST_CHECK_MESSAGE(server->stdout_text().find("listening on") == std::string::npos,
                         "echo_server" << line << " started listening");
     std::string const err = server->stderr_text();
@@ -1126,7 +1127,13 @@ BOOST_AUTO_TEST_CASE(bad_command_lines_fail_with_a_message) {
     check_rejected({"--idle-timeout", "soon"}, "idle-timeout");
     check_rejected({"--port"}, "port");
     check_rejected({"--port", "70000"}, "port");
-    check_rejected({"--host", "not-an-address"}, "echo_server");
+}
+
+// An address that does not parse is a bad command line too, named as such.
+BOOST_AUTO_TEST_CASE(a_bad_host_fails_naming_the_option) {
+    check_rejected({"--host", "999.1.1.1"}, "--host");
+    check_rejected({"--host", "not-an-address"}, "--host");
+    check_rejected({"--host", ""}, "--host");
 }
 
 // Negative counts and durations, and a non-finite duration, are bad command

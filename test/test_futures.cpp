@@ -1017,3 +1017,53 @@ BOOST_AUTO_TEST_CASE(many_waiters_of_every_kind) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A timeout too long for the clock waits for ever; one already passed tries once.
+BOOST_AUTO_TEST_SUITE(durations)
+
+BOOST_AUTO_TEST_CASE(timeouts_too_long_for_the_clock_wait_for_the_work) {
+    on_new_thread([] {
+        fibers::thread_pool pool(1);
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [&](auto d) {
+            auto slow = [] {
+                std::this_thread::sleep_for(5ms);
+                return 7;
+            };
+            BOOST_TEST(pool.submit(slow).result(d) == 7);
+            BOOST_TEST(!pool.submit(slow).exception(d));
+            BOOST_TEST(pool.submit(slow).wait(d));
+            std::vector<fibers::future<int>> many{pool.submit(slow), pool.submit(slow)};
+            BOOST_TEST(fibers::wait(many, d).done.size() == 2u);
+            BOOST_TEST(fibers::wait(many, 1, d).done.size() == 2u);
+            std::vector<fibers::future<int>> more{pool.submit(slow), pool.submit(slow)};
+            int seen = 0;
+            for (auto& f : fibers::as_completed(more, d))
+                seen += f.result();
+            BOOST_TEST(seen == 14);
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(timeouts_already_passed_try_once) {
+    on_new_thread([] {
+        fibers::thread_pool pool(1);
+        gate g;
+        fibers::future<int> blocked = pool.submit([&] {
+            g.wait();
+            return 1;
+        });
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [&](auto d) {
+            BOOST_CHECK_THROW(blocked.result(d), fibers::timeout);
+            BOOST_CHECK_THROW(blocked.exception(d), fibers::timeout);
+            BOOST_TEST(!blocked.wait(d));
+            std::vector<fibers::future<int>> many{blocked};
+            BOOST_TEST(fibers::wait(many, d).not_done.size() == 1u);
+            auto range = fibers::as_completed(many, d);
+            BOOST_CHECK_THROW(range.begin(), fibers::timeout);
+        });
+        g.open();
+        BOOST_TEST(blocked.result() == 1);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -2,21 +2,28 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #define BOOST_TEST_MODULE hub
+#define BOOST_TEST_NO_MAIN
+#define FIBERS_TEST_DEATH_MAIN
 #include <boost/test/unit_test.hpp>
 
 #include <fibers/hub.hpp>
 #include <fibers/switch_back.hpp>
 #include <fibers/task.hpp>
 
+#include "child_process.hpp"
 #include "hub_support.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <atomic>
 #include <chrono>
@@ -76,6 +83,71 @@ BOOST_AUTO_TEST_CASE(first_use_outside_the_root_is_an_error) {
         fibers::fiber g([&] { BOOST_TEST(&fibers::get_hub() == &h); });
         g.switch_to();
     });
+}
+
+// Out of file descriptors, making a hub fails at one step or another (the
+// event loop's epoll, eventfd and timerfd, the signal set's pipe); each is
+// tried by leaving 0 to 7 descriptors free. The failed hub leaves nothing
+// behind: once descriptors are free again, the same thread makes a hub
+// that works. In a child process: it lowers the process's descriptor limit.
+// UBSan's vptr check cannot run out of descriptors: builds with it skip
+// this case (--run_test=!@out_of_descriptors).
+BOOST_AUTO_TEST_CASE(a_hub_that_cannot_start_leaves_nothing_behind, *boost::unit_test::label("out_of_descriptors")) {
+    auto child = fibers_test::run_in_child([] {
+        rlimit limit{};
+        ::getrlimit(RLIMIT_NOFILE, &limit);
+        limit.rlim_cur = std::min<rlim_t>(limit.rlim_cur, 256);
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            ::_exit(10);
+        int failures = 0;
+        for (int left_free = 0; left_free < 8; ++left_free) {
+            int code = 0;
+            std::thread([&] {
+                std::vector<int> filler;
+                for (int fd; (fd = ::open("/dev/null", O_RDONLY)) >= 0;)
+                    filler.push_back(fd);
+                for (int i = 0; i < left_free && !filler.empty(); ++i) {
+                    ::close(filler.back());
+                    filler.pop_back();
+                }
+                bool made = false;
+                try {
+                    fibers::get_hub();
+                    made = true;
+                } catch (std::exception const& e) {
+                    if (std::string(e.what()).empty())
+                        code = 11; // a failure must say what failed
+                    ++failures;
+                }
+                for (int fd : filler)
+                    ::close(fd);
+                try {
+                    fibers::hub& h = fibers::get_hub();
+                    if (!h.is_alive())
+                        code = 12;
+                    int ran = 0;
+                    fibers::task t = fibers::spawn([&] {
+                        fibers::sleep(1ms);
+                        ++ran;
+                    });
+                    t.join();
+                    fibers::sleep(1ms);
+                    if (ran != 1)
+                        code = 13;
+                    if (made && &h != &fibers::get_hub())
+                        code = 14;
+                } catch (std::exception const& e) {
+                    std::fprintf(stderr, "after freeing descriptors: %s\n", e.what());
+                    code = 15;
+                }
+            }).join();
+            if (code != 0)
+                ::_exit(code);
+        }
+        ::_exit(failures > 0 ? 0 : 16); // at least one hub could not start
+    });
+    BOOST_TEST(child.exited);
+    BOOST_TEST(child.exit_code == 0, "exit code " << child.exit_code << ", stderr: " << child.stderr_text);
 }
 
 BOOST_AUTO_TEST_CASE(data_belongs_to_the_hub) {
@@ -407,6 +479,109 @@ BOOST_AUTO_TEST_CASE(fd_readiness_runs_callbacks_in_the_hub) {
         ::close(fds[0]);
         ::close(fds[1]);
     });
+}
+
+namespace {
+
+// Runs `fn` on a fresh thread in a child process that SIGALRM ends if `fn`
+// has not returned within `limit`: a loop that never lets go fails the
+// test instead of hanging it. Exit code 0: fn returned; 1: it threw.
+template <class Fn>
+fibers_test::child_result run_with_time_limit(unsigned limit_seconds, Fn fn) {
+    return fibers_test::run_in_child([limit_seconds, fn] {
+        ::signal(SIGALRM, SIG_DFL);
+        ::alarm(limit_seconds);
+        try {
+            on_new_thread(fn);
+        } catch (std::exception const& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            ::_exit(1);
+        }
+        ::_exit(0);
+    });
+}
+
+} // namespace
+
+// A callback that leaves its fd readable is called in every loop turn
+// (level-triggered), and each call queues the next: the loop must still
+// serve timers and the ready queue, spinning or not.
+BOOST_AUTO_TEST_CASE(an_fd_that_stays_ready_does_not_starve_timers) {
+    for (auto spin : {fibers::hub::default_idle_spin, std::chrono::nanoseconds(0), std::chrono::nanoseconds(10ms)}) {
+        auto child = run_with_time_limit(30, [spin] {
+            fibers::hub& h = fibers::get_hub();
+            h.idle_spin(spin);
+            int fds[2];
+            if (::pipe(fds) != 0)
+                throw std::runtime_error("pipe");
+            if (::write(fds[1], "x", 1) != 1)
+                throw std::runtime_error("write");
+            long calls = 0;
+            fibers::poll_handle handle =
+                h.poll().add_callback(fds[0], fibers::poll_events::readable, [&](int, fibers::poll_events) { ++calls; });
+            while (calls < 2) // called again and again, and the timers still fire
+                fibers::sleep(1ms);
+            long const before = calls;
+            fibers::sleep(10ms);
+            bool ticked = false;
+            fibers::spawn([&] { ticked = true; }).join();
+            if (calls == before || !ticked)
+                throw std::runtime_error("the callback or the task did not run");
+            h.poll().remove_callback(fds[0], handle);
+            ::close(fds[0]);
+            ::close(fds[1]);
+        });
+        BOOST_TEST(child.exited, "idle spin " << spin.count() << " ns: killed by signal " << child.signal);
+        BOOST_TEST(child.exit_code == 0, child.stderr_text);
+    }
+}
+
+// poller.md's wait_readable(), next to a task that keeps the ready queue
+// busy: the loop looks at I/O between dispatches only, and must come back.
+BOOST_AUTO_TEST_CASE(wait_readable_next_to_a_busy_task) {
+    auto child = run_with_time_limit(30, [] {
+        auto wait_readable = [](int fd) {
+            fibers::poller& p = fibers::get_hub().poll();
+            fibers::switch_back<fibers::poll_events> sb;
+            fibers::poll_handle h =
+                p.add_callback(fd, fibers::poll_events::readable, [sb](int, fibers::poll_events ready) { sb(ready); });
+            struct remove_on_exit {
+                fibers::poller& p;
+                int fd;
+                fibers::poll_handle h;
+                ~remove_on_exit() { p.remove_callback(fd, h); }
+            } guard{p, fd, h};
+            auto [ready] = sb.wait();
+            return ready;
+        };
+        int fds[2];
+        if (::pipe(fds) != 0)
+            throw std::runtime_error("pipe");
+        bool stop = false;
+        long turns = 0;
+        fibers::task busy = fibers::spawn([&] {
+            while (!stop) {
+                ++turns;
+                fibers::sleep(0s);
+            }
+        });
+        for (int i = 0; i < 200; ++i) {
+            if (::write(fds[1], "x", 1) != 1)
+                throw std::runtime_error("write");
+            if (wait_readable(fds[0]) != fibers::poll_events::readable)
+                throw std::runtime_error("not readable");
+            char c;
+            if (::read(fds[0], &c, 1) != 1)
+                throw std::runtime_error("read");
+        }
+        fibers::sleep(5ms); // timers still fire next to the busy task
+        stop = true;
+        busy.join();
+        ::close(fds[0]);
+        ::close(fds[1]);
+    });
+    BOOST_TEST(child.exited, "killed by signal " << child.signal);
+    BOOST_TEST(child.exit_code == 0, child.stderr_text);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

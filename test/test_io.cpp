@@ -262,3 +262,37 @@ BOOST_AUTO_TEST_CASE(a_switchpoint_even_with_data_there) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A deadline of fibers::read/write too long for the clock never passes.
+BOOST_AUTO_TEST_SUITE(durations)
+
+BOOST_AUTO_TEST_CASE(a_deadline_too_long_for_the_clock_never_passes) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [&](auto d) {
+            fibers::task writer = fibers::spawn([&client = client] {
+                fibers::sleep(10ms);
+                char const data[4] = {'a', 'b', 'c', 'd'};
+                fibers::write(client, asio::buffer(data));
+            });
+            std::array<char, 4> buffer{};
+            std::size_t n = 0;
+            BOOST_CHECK_NO_THROW(n = fibers::read(server, asio::buffer(buffer), fibers::yield.after(d)));
+            BOOST_TEST(n == 4u);
+            BOOST_TEST(std::string(buffer.data(), 4) == "abcd");
+            writer.join();
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_deadline_already_passed_times_out) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [&](auto d) {
+            std::array<char, 4> buffer{};
+            BOOST_CHECK_THROW(fibers::read(server, asio::buffer(buffer), fibers::yield.after(d)), fibers::timeout);
+        });
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -380,6 +380,32 @@ BOOST_AUTO_TEST_CASE(timeout_in_a_task) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(a_timeout_too_long_for_the_clock_never_fires) {
+    on_new_thread([] {
+        auto& hub = fibers::get_hub();
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [&](auto d) {
+            switch_back<int> sb(d);
+            boost::asio::steady_timer timer(hub.loop(), 20ms);
+            timer.async_wait([c = sb](error_code const&) { c(5); });
+            int v = 0;
+            BOOST_CHECK_NO_THROW(v = std::get<0>(sb.wait()));
+            BOOST_TEST(v == 5);
+            BOOST_TEST(!sb.timed_out());
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_timeout_already_passed_fires_at_once) {
+    on_new_thread([] {
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [](auto d) {
+            switch_back<int> sb(d);
+            fibers_test::backstop guard;
+            BOOST_CHECK_THROW(sb.wait(), fibers::timeout);
+            BOOST_TEST(sb.timed_out());
+        });
+    });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(threads)

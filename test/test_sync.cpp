@@ -2,6 +2,8 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #define BOOST_TEST_MODULE sync
+#define BOOST_TEST_NO_MAIN
+#define FIBERS_TEST_DEATH_MAIN
 #include <boost/test/unit_test.hpp>
 
 #include <fibers/hub.hpp>
@@ -10,9 +12,15 @@
 #include <fibers/task.hpp>
 
 #include "cancel_support.hpp"
+#include "child_process.hpp"
 #include "hub_support.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -687,7 +695,255 @@ BOOST_AUTO_TEST_CASE(a_set_that_came_before_the_cancel_is_seen_by_a_timed_wait) 
 
 BOOST_AUTO_TEST_SUITE_END()
 
+namespace {
+
+// Runs `fn` on a fresh thread in a child process, which SIGALRM ends if `fn`
+// has not returned within `limit_seconds`: for what can terminate the
+// process or hang. Exit code 0: fn returned; 1: it threw.
+template <class Fn>
+fibers_test::child_result in_child_with_time_limit(unsigned limit_seconds, Fn fn) {
+    return fibers_test::run_in_child([limit_seconds, fn] {
+        ::signal(SIGALRM, SIG_DFL);
+        ::alarm(limit_seconds);
+        try {
+            on_new_thread(fn);
+        } catch (std::exception const& e) {
+            std::fprintf(stderr, "%s\n", e.what());
+            ::_exit(1);
+        }
+        ::_exit(0);
+    });
+}
+
+void require(bool condition, char const* what) {
+    if (!condition)
+        throw std::runtime_error(what);
+}
+
+#define FIBERS_TEST_CHILD_PASSED(child)                                                                           \
+    do {                                                                                                          \
+        BOOST_TEST((child).exited, "killed by signal " << (child).signal << ": " << (child).stderr_text);        \
+        BOOST_TEST((child).exit_code == 0, (child).stderr_text);                                                 \
+    } while (false)
+
+} // namespace
+
 BOOST_AUTO_TEST_SUITE(condition)
+
+// A task notified on a condition waits to take its mutex back when its hub
+// closes (by close(), or at thread exit): its unwinding must leave the wait
+// so that the guard's release at the end of its scope does not throw from
+// a destructor. The holder is another task, older or newer (the hub unwinds
+// the newest first), the root, or another thread.
+BOOST_AUTO_TEST_CASE(a_notified_wait_unwound_while_another_task_holds_the_lock) {
+    for (bool waiter_first : {true, false}) {
+        auto child = in_child_with_time_limit(30, [waiter_first] {
+            fibers::mutex m;
+            fibers::condition c(m);
+            int unwound = 0;
+            bool notified = false;
+            auto wait = [&] {
+                std::unique_lock<fibers::mutex> lock(m);
+                try {
+                    c.wait();
+                } catch (...) {
+                    ++unwound;
+                    throw;
+                }
+            };
+            auto notify_and_hold = [&] {
+                fibers::sleep(5ms); // the waiter waits first
+                std::lock_guard<fibers::mutex> lock(m);
+                c.notify();
+                notified = true;
+                fibers::sleep(1h); // holding the lock
+            };
+            fibers::task first = fibers::spawn(waiter_first ? std::function<void()>(wait) : notify_and_hold);
+            fibers::sleep(0s);
+            fibers::task second = fibers::spawn(waiter_first ? std::function<void()>(notify_and_hold) : wait);
+            poll_in_fiber([&] { return notified && m.waiter_count() == 1; }); // taking the lock back
+            fibers::get_hub().close();
+            require(unwound == 1, "the waiter was not unwound");
+            require(!first.alive() && !second.alive(), "a task is still alive");
+            require(!m.locked(), "the mutex is still locked");
+            require(m.waiter_count() == 0, "a waiter is left");
+            m.acquire(); // the hub is closed: on the thread
+            m.release();
+        });
+        BOOST_TEST_CONTEXT("waiter first: " << waiter_first) { FIBERS_TEST_CHILD_PASSED(child); }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_notified_wait_unwound_while_the_root_holds_the_lock) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::recursive_mutex m;
+        fibers::condition c(m);
+        bool unwound = false;
+        fibers::task waiter = fibers::spawn([&] {
+            std::lock_guard<fibers::recursive_mutex> outer(m);
+            std::lock_guard<fibers::recursive_mutex> inner(m); // two levels: two releases, both quiet
+            try {
+                c.wait();
+            } catch (...) {
+                unwound = true;
+                throw;
+            }
+        });
+        fibers::sleep(0s);
+        m.acquire();
+        c.notify();
+        poll_in_fiber([&] { return m.waiter_count() == 1; });
+        m.acquire(); // two levels of its own, which the waiter's quiet releases leave alone
+        fibers::get_hub().close(); // still holding the lock
+        require(unwound && !waiter.alive(), "the waiter was not unwound");
+        require(m.locked(), "the root's lock went");
+        m.release();
+        require(m.locked(), "the root's second level went");
+        m.release();
+        require(!m.locked(), "the mutex is still locked");
+        require(m.acquire(false), "the mutex cannot be taken");
+        m.release();
+        BOOST_CHECK_THROW(m.release(), fibers::error); // the quiet releases were the unwound fiber's only
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+// Held by another thread, the lock is taken back before the unwinding goes
+// on, the thread blocking for it, as with std::condition_variable.
+BOOST_AUTO_TEST_CASE(a_notified_wait_unwound_while_another_thread_holds_the_lock) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        std::atomic<bool> notified{false}, released{false}, go{false};
+        bool held_while_unwinding = false, unwound = false;
+        fibers::task waiter = fibers::spawn([&] {
+            m.acquire();
+            try {
+                c.wait();
+            } catch (...) {
+                unwound = true;
+                held_while_unwinding = released && m.locked();
+                m.release();
+                throw;
+            }
+            m.release();
+        });
+        fibers::sleep(0s);
+        plain_thread other([&] {
+            m.acquire();
+            c.notify();
+            notified = true;
+            poll_in_thread([&] { return go.load(); });
+            std::this_thread::sleep_for(50ms); // the hub closes meanwhile
+            released = true;
+            m.release();
+        });
+        poll_in_fiber([&] { return notified && m.waiter_count() == 1; });
+        go = true;
+        fibers::get_hub().close();
+        other.join();
+        require(unwound && !waiter.alive(), "the waiter was not unwound");
+        require(held_while_unwinding, "the lock was not taken back before the unwinding went on");
+        require(!m.locked(), "the mutex is still locked");
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_unwound_at_thread_exit) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        std::thread([&] {
+            fibers::spawn([&] {
+                std::unique_lock<fibers::mutex> lock(m);
+                c.wait();
+            });
+            fibers::spawn([&] {
+                std::lock_guard<fibers::mutex> lock(m);
+                c.notify();
+                fibers::sleep(1h);
+            });
+            fibers::sleep(10ms);
+            // The thread ends: its hub closes and unwinds both.
+        }).join();
+        require(!m.locked(), "the mutex is still locked");
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+// Many tasks on primitives shared with another thread that keeps using
+// them, and the hub closes in the middle of it.
+BOOST_AUTO_TEST_CASE(closing_a_hub_whose_tasks_share_primitives_with_a_thread) {
+    auto child = in_child_with_time_limit(120, [] {
+        for (int round = 0; round < 10; ++round) {
+            fibers::mutex m;
+            fibers::condition c(m);
+            std::atomic<bool> stop{false};
+            plain_thread other([&] {
+                while (!stop) {
+                    std::lock_guard<fibers::mutex> lock(m);
+                    c.notify_all();
+                    std::this_thread::yield();
+                }
+            });
+            std::thread([&] {
+                for (int i = 0; i < 400; ++i) {
+                    fibers::spawn([&, i] {
+                        for (;;) {
+                            if (i % 3 == 0) {
+                                std::unique_lock<fibers::mutex> lock(m);
+                                c.wait();
+                                fibers::sleep(0s); // holding the lock
+                            } else if (i % 3 == 1) {
+                                std::unique_lock<fibers::mutex> lock(m);
+                                c.wait(1ms);
+                            } else {
+                                std::lock_guard<fibers::mutex> lock(m);
+                                c.notify(2);
+                                fibers::sleep(0s);
+                            }
+                        }
+                    });
+                }
+                fibers::sleep(20ms);
+                // The thread ends: its hub closes and unwinds every task.
+            }).join();
+            stop = true;
+            other.join();
+            require(!m.locked(), "the mutex is still locked");
+        }
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
+
+// Anything else thrown into a fiber while it takes the lock back (here a
+// keyboard_interrupt in the root) waits until it has; the wait had ended,
+// so it returns, and the interrupt comes at the next wait.
+BOOST_AUTO_TEST_CASE(an_interrupt_while_taking_the_lock_back_comes_after_it) {
+    auto child = in_child_with_time_limit(30, [] {
+        fibers::mutex m;
+        fibers::condition c(m);
+        fibers::task notifier = fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> lock(m);
+            c.notify();
+            fibers::sleep(1ms);
+            std::thread([] { ::kill(::getpid(), SIGINT); }).join();
+            fibers::sleep(30ms); // the root is interrupted meanwhile
+        });
+        std::unique_lock<fibers::mutex> lock(m);
+        bool const notified = c.wait();
+        require(notified && lock.owns_lock() && m.locked() && !notifier.alive(),
+                "the lock was not taken back first");
+        bool interrupted = false;
+        try {
+            fibers::sleep(0s);
+        } catch (fibers::keyboard_interrupt const&) {
+            interrupted = true;
+        }
+        require(interrupted, "no keyboard_interrupt at the next wait");
+    });
+    FIBERS_TEST_CHILD_PASSED(child);
+}
 
 BOOST_AUTO_TEST_CASE(without_the_lock_throws) {
     on_new_thread([] {
@@ -1004,7 +1260,138 @@ BOOST_AUTO_TEST_CASE(a_notification_to_a_task_unwound_before_it_ran_goes_on) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+namespace {
+
+// An item whose move throws once: the move that finds `moves_left` at 0
+// throws and disarms the item, so that the next move of it succeeds. Each
+// other move hands the count, less one, to the new item; -1: never.
+struct fragile {
+    int value = 0;
+    int moves_left = -1;
+    explicit fragile(int v, int throw_after = -1) : value(v), moves_left(throw_after) {}
+    fragile(fragile&& other) : value(other.value), moves_left(take_move(other)) {}
+    fragile& operator=(fragile&& other) {
+        moves_left = take_move(other);
+        value = other.value;
+        return *this;
+    }
+    static int take_move(fragile& other) {
+        if (other.moves_left == 0) {
+            other.moves_left = -1;
+            throw std::runtime_error("move failed");
+        }
+        return other.moves_left > 0 ? other.moves_left - 1 : -1;
+    }
+};
+
+// std::less<int> that throws while armed.
+struct throwing_less {
+    static inline bool armed = false;
+    bool operator()(int a, int b) const {
+        if (armed)
+            throw std::runtime_error("compare failed");
+        return a < b;
+    }
+};
+
+} // namespace
+
 BOOST_AUTO_TEST_SUITE(queue)
+
+// A get that frees a place moves the first waiting putter's item in; if
+// that move throws, the put fails with it, the get still returns its item,
+// and nobody is left waiting on a queue that is not full.
+BOOST_AUTO_TEST_CASE(a_putter_whose_item_cannot_be_moved_in_fails_its_put) {
+    on_new_thread([] {
+        fibers::queue<fragile> q(1);
+        q.put(fragile(1));
+        std::string put_error;
+        fibers::task putter = fibers::spawn([&] {
+            try {
+                q.put(fragile(2, 0)); // its first move, into the queue, throws
+            } catch (std::runtime_error const& e) {
+                put_error = e.what();
+            }
+        });
+        poll_in_fiber([&] { return q.waiter_count() == 1; });
+        int got = 0;
+        BOOST_CHECK_NO_THROW(got = q.get().value);
+        BOOST_TEST(got == 1);
+        BOOST_CHECK_NO_THROW(putter.join(10s));
+        BOOST_TEST(put_error == "move failed");
+        BOOST_TEST(q.qsize() == 0u);
+        BOOST_TEST(q.waiter_count() == 0u);
+        BOOST_TEST(q.unfinished_tasks() == 1u); // the first put only
+    });
+}
+
+// A get whose item cannot be moved out to it throws, and the item stays
+// next in the queue.
+BOOST_AUTO_TEST_CASE(an_item_that_cannot_be_moved_out_stays_in_the_queue) {
+    on_new_thread([] {
+        fibers::queue<fragile> q;
+        q.put(fragile(1, 1)); // moved in; its next move, out, throws
+        q.put(fragile(2));
+        BOOST_CHECK_THROW(q.get(), std::runtime_error);
+        BOOST_TEST(q.qsize() == 2u);
+        BOOST_TEST(q.get().value == 1);
+        BOOST_TEST(q.get().value == 2);
+        // Handed to a waiting getter, then its move out to it throws: given back.
+        fibers::task putter = fibers::spawn([&] {
+            fibers::sleep(1ms);
+            q.put(fragile(3, 1));
+        });
+        BOOST_CHECK_THROW(q.get(), std::runtime_error);
+        putter.join();
+        BOOST_TEST(q.qsize() == 1u);
+        BOOST_TEST(q.get().value == 3);
+    });
+}
+
+// A comparison that throws leaves a priority_queue as it was, in put and
+// in get.
+BOOST_AUTO_TEST_CASE(a_throwing_comparison_leaves_a_priority_queue_as_it_was) {
+    on_new_thread([] {
+        fibers::priority_queue<int, throwing_less> q;
+        for (int v : {5, 3, 8, 1, 9, 2, 7})
+            q.put(v);
+        throwing_less::armed = true;
+        BOOST_CHECK_THROW(q.put(0), std::runtime_error);
+        BOOST_CHECK_THROW(q.put_nowait(4), std::runtime_error);
+        BOOST_CHECK_THROW(q.get(), std::runtime_error);
+        throwing_less::armed = false;
+        BOOST_TEST(q.qsize() == 7u);
+        BOOST_TEST(q.unfinished_tasks() == 7u);
+        std::vector<int> order;
+        while (!q.empty())
+            order.push_back(q.get());
+        BOOST_TEST(order == (std::vector<int>{1, 2, 3, 5, 7, 8, 9}), boost::test_tools::per_element());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_priority_queue_keeps_its_order) {
+    on_new_thread([] {
+        fibers::priority_queue<int> q;
+        std::vector<int> expected;
+        unsigned x = 12345;
+        for (int i = 0; i < 500; ++i) {
+            x = x * 1103515245u + 12345u;
+            int v = static_cast<int>((x >> 8) % 100);
+            q.put(v);
+            expected.push_back(v);
+            if (i % 7 == 0) { // interleaved gets
+                std::sort(expected.begin(), expected.end());
+                BOOST_TEST(q.get() == expected.front());
+                expected.erase(expected.begin());
+            }
+        }
+        std::sort(expected.begin(), expected.end());
+        std::vector<int> got;
+        while (!q.empty())
+            got.push_back(q.get());
+        BOOST_TEST(got == expected, boost::test_tools::per_element());
+    });
+}
 
 BOOST_AUTO_TEST_CASE(orders) {
     on_new_thread([] {
@@ -1446,6 +1833,110 @@ BOOST_AUTO_TEST_CASE(non_blocking_calls_from_a_hub_callback) {
         BOOST_TEST(refused);
         BOOST_TEST(q.get_nowait() == 5);
         m.release();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// A timeout too long for the clock waits for ever; one already passed (zero,
+// negative, NaN) tries once.
+BOOST_AUTO_TEST_SUITE(durations)
+
+BOOST_AUTO_TEST_CASE(timeouts_too_long_for_the_clock_wait_for_what_comes) {
+    on_new_thread([] {
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [](auto d) {
+            fibers::mutex m;
+            fibers::event e;
+            fibers::queue<int> q(1);
+            fibers::task helper = fibers::spawn([&] {
+                m.acquire();
+                fibers::sleep(5ms);
+                m.release();
+                fibers::sleep(5ms);
+                e.set();
+                fibers::sleep(5ms);
+                q.put(1);
+                fibers::sleep(5ms);
+                q.put(2); // full: waits for the main fiber's get
+            });
+            fibers::sleep(0s); // the helper takes the lock first
+            BOOST_TEST(m.acquire(d));
+            BOOST_TEST(e.wait(d));
+            BOOST_TEST(q.get(d) == 1);
+            q.task_done();
+            poll_in_fiber([&] { return q.full(); });
+            fibers::task putter = fibers::spawn([&] { q.put(3, d); }); // waits for a place
+            poll_in_fiber([&] { return q.waiter_count() == 1; });
+            BOOST_TEST(q.get(d) == 2);
+            q.task_done();
+            putter.join();
+            BOOST_TEST(q.get(d) == 3);
+            fibers::spawn([&] {
+                fibers::sleep(5ms);
+                q.task_done();
+            });
+            BOOST_TEST(q.join(d));
+            fibers::condition c(m);
+            bool ready = false;
+            fibers::spawn([&] {
+                fibers::sleep(5ms);
+                std::lock_guard<fibers::mutex> lock(m);
+                ready = true;
+                c.notify();
+            });
+            BOOST_TEST(c.wait(d)); // the lock is held since m.acquire(d)
+            BOOST_TEST(ready);
+            fibers::spawn([&] {
+                fibers::sleep(5ms);
+                std::lock_guard<fibers::mutex> lock(m);
+                ready = false;
+                c.notify();
+            });
+            BOOST_TEST(c.wait_for([&] { return !ready; }, d));
+            m.release();
+            helper.join();
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(timeouts_too_long_for_the_clock_on_a_plain_thread) {
+    fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [](auto d) {
+        fibers::event e;
+        plain_thread setter([&] {
+            std::this_thread::sleep_for(5ms);
+            e.set();
+        });
+        plain_thread waiter([&] { BOOST_TEST(e.wait(d)); });
+        waiter.join();
+        setter.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(timeouts_already_passed_try_once) {
+    on_new_thread([] {
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [](auto d) {
+            fibers::mutex m;
+            fibers::event e;
+            fibers::queue<int> q(1);
+            fibers::condition c(m);
+            fibers::task holder = fibers::spawn([&] {
+                std::lock_guard<fibers::mutex> lock(m);
+                fibers::sleep(1h);
+            });
+            fibers::sleep(0s);
+            BOOST_TEST(!m.acquire(d));
+            BOOST_TEST(!e.wait(d));
+            BOOST_CHECK_THROW(q.get(d), fibers::queue_empty);
+            q.put(1);
+            BOOST_CHECK_THROW(q.put(2, d), fibers::queue_full);
+            BOOST_TEST(!q.join(d));
+            holder.cancel();
+            holder.join();
+            std::lock_guard<fibers::mutex> lock(m);
+            BOOST_TEST(!c.wait(d));
+            BOOST_TEST(!c.wait_for([] { return false; }, d));
+            BOOST_TEST(m.locked()); // still held: a wait already passed does not let go
+        });
     });
 }
 

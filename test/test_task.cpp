@@ -534,3 +534,120 @@ BOOST_AUTO_TEST_CASE(a_throwing_done_callback_is_logged) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// Durations at their limits: for ever, never "now" by overflow.
+BOOST_AUTO_TEST_SUITE(durations)
+
+BOOST_AUTO_TEST_CASE(sleep_too_long_for_the_clock_sleeps_for_ever) {
+    on_new_thread([] {
+        std::vector<fibers::task> sleepers;
+        std::vector<std::string> woke;
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [&](auto d) {
+            sleepers.push_back(fibers::spawn([&woke, d] {
+                fibers::sleep(d);
+                woke.push_back(std::to_string(d.count()));
+            }));
+        });
+        fibers::sleep(30ms);
+        BOOST_TEST(woke.empty());
+        for (auto& t : sleepers) {
+            BOOST_TEST(t.alive());
+            t.cancel();
+            t.join();
+        }
+        BOOST_TEST(woke.empty());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(sleep_of_a_passed_duration_gives_a_turn) {
+    on_new_thread([] {
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [](auto d) {
+            bool other_ran = false;
+            fibers::spawn([&] { other_ran = true; });
+            fibers::sleep(d); // behind the task: it ran
+            BOOST_TEST(other_ran);
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(join_too_long_for_the_clock_waits_for_the_end) {
+    on_new_thread([] {
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [](auto d) {
+            fibers::task t = fibers::spawn([] { fibers::sleep(10ms); });
+            BOOST_CHECK_NO_THROW(t.join(d));
+            BOOST_TEST(!t.alive());
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(join_of_a_passed_duration_times_out_at_once) {
+    on_new_thread([] {
+        fibers::task sleeper = fibers::spawn([] { fibers::sleep(1h); });
+        fibers::task ended = fibers::spawn([] {});
+        ended.join();
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [&](auto d) {
+            BOOST_CHECK_THROW(sleeper.join(d), fibers::timeout);
+            BOOST_CHECK_NO_THROW(ended.join(d));
+        });
+        BOOST_TEST(sleeper.alive());
+        sleeper.cancel();
+        sleeper.join();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(misuse)
+
+// Only the hub may be a task's parent: its end returns there.
+BOOST_AUTO_TEST_CASE(a_task_takes_no_other_parent_than_its_hub) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        fibers::task t = fibers::spawn([] { fibers::sleep(1ms); });
+        fibers::fiber plain([] {});
+        BOOST_CHECK_THROW(fibers::fiber(t).set_parent(fibers::current()), fibers::error); // the root
+        BOOST_CHECK_THROW(fibers::fiber(t).set_parent(plain), fibers::error);
+        BOOST_CHECK_NO_THROW(fibers::fiber(t).set_parent(h.as_fiber()));
+        BOOST_TEST((fibers::fiber(t).parent() == h.as_fiber()));
+        t.join();
+        BOOST_TEST(!t.alive());
+    });
+}
+
+// Done callbacks are the task's thread's business: from another thread,
+// fibers::error, and nothing changes.
+BOOST_AUTO_TEST_CASE(done_callbacks_only_from_the_task_thread) {
+    on_new_thread([] {
+        int ran = 0;
+        fibers::task t([&] {});
+        std::size_t const mine = t.add_done_callback([&] { ++ran; });
+        std::atomic<int> refused{0};
+        std::thread([&, t]() mutable {
+            try {
+                t.add_done_callback([&] { ran += 100; });
+            } catch (fibers::error const&) {
+                ++refused;
+            }
+            try {
+                t.remove_done_callback(mine);
+            } catch (fibers::error const&) {
+                ++refused;
+            }
+        }).join();
+        BOOST_TEST(refused == 2);
+        t.start();
+        t.join();
+        BOOST_TEST(ran == 1);
+        std::thread([&, t]() mutable { // ended: still refused, not run there
+            try {
+                t.add_done_callback([&] { ran += 100; });
+            } catch (fibers::error const&) {
+                ++refused;
+            }
+        }).join();
+        BOOST_TEST(refused == 3);
+        BOOST_TEST(ran == 1);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -387,6 +387,29 @@ BOOST_AUTO_TEST_CASE(an_operation_that_ignores_cancellation_is_waited_for) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(a_deadline_too_long_for_the_clock_never_passes) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [&](auto d) {
+            asio::steady_timer timer(io, 20ms);
+            auto const start = clock_type::now();
+            BOOST_CHECK_NO_THROW(timer.async_wait(fibers::yield.after(d)));
+            BOOST_TEST((clock_type::now() - start >= 20ms)); // it waited for the timer
+        });
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_deadline_already_passed_times_out_at_once) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        fibers_test::for_each_duration(fibers_test::durations_already_passed(), [&](auto d) {
+            asio::steady_timer timer(io, 1h);
+            fibers_test::backstop guard;
+            BOOST_CHECK_THROW(timer.async_wait(fibers::yield.after(d)), fibers::timeout);
+        });
+    });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(cancellation)

@@ -121,7 +121,9 @@ class hub {
 public:
     /// The calling thread's hub, made on first use, which must be from the
     /// thread's root fiber (elsewhere: fibers::error). After close(), the
-    /// same, closed hub.
+    /// same, closed hub. If making it fails (out of file descriptors or
+    /// memory), throws what failed and leaves the thread without a hub: a
+    /// later call tries again.
     static hub& get();
 
     hub(hub const&) = delete;
@@ -193,6 +195,9 @@ public:
     /// Fibers resumed one after the other before the loop looks at I/O and
     /// timers without blocking, so that neither starves the other.
     static constexpr unsigned ready_between_polls = 64;
+    /// Asio handlers (I/O and timer completions, poll callbacks) run at most
+    /// in one such look, however many the handlers themselves queue.
+    static constexpr unsigned handlers_between_dispatches = 64;
 
 private:
     friend struct detail::hub_access;

@@ -21,6 +21,7 @@
 // handling and deadline apply as with the yield token; a deadline covers
 // the whole call.
 
+#include <fibers/detail/duration.hpp>
 #include <fibers/switchpoint.hpp>
 #include <fibers/yield.hpp>
 
@@ -57,7 +58,7 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
         s.non_blocking(true);
     std::optional<std::chrono::steady_clock::time_point> deadline;
     if (auto timeout = token.timeout())
-        deadline = std::chrono::steady_clock::now() + *timeout;
+        deadline = saturated_deadline(std::chrono::steady_clock::now(), *timeout);
     for (;;) {
         boost::system::error_code ec;
         auto result = attempt(ec);
@@ -104,7 +105,7 @@ std::size_t transfer_all(BufferSequence const& buffers, yield_t const& token, So
         return 0;
     std::optional<std::chrono::steady_clock::time_point> deadline;
     if (auto timeout = token.timeout())
-        deadline = std::chrono::steady_clock::now() + *timeout;
+        deadline = saturated_deadline(std::chrono::steady_clock::now(), *timeout);
     boost::system::error_code ec;
     auto rest_of_token = [&] {
         if (!deadline)

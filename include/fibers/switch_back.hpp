@@ -4,6 +4,7 @@
 #ifndef FIBERS_SWITCH_BACK_HPP
 #define FIBERS_SWITCH_BACK_HPP
 
+#include <fibers/detail/duration.hpp>
 #include <fibers/detail/ready_queue.hpp>
 #include <fibers/fiber.hpp>
 #include <fibers/hub.hpp>
@@ -101,9 +102,11 @@ public:
 
     /// With a timeout (a steady_timer on the hub's loop, started now):
     /// fibers::timeout is raised in the origin unless it was resumed first.
+    /// A zero or negative timeout fires in a coming loop iteration; one too
+    /// long for the clock never fires.
     template <class Rep, class Period>
     explicit switch_back(std::chrono::duration<Rep, Period> timeout)
-        : state_(new detail::switch_back_state(std::chrono::ceil<std::chrono::nanoseconds>(timeout))),
+        : state_(new detail::switch_back_state(detail::saturated_nanoseconds(timeout))),
           owns_(true) {}
 
     switch_back(switch_back const& other) noexcept : state_(other.state_), owns_(false) {

@@ -56,6 +56,13 @@ public:
     // it holds none) and returns how many; restore() takes them back.
     std::size_t release_all();
     void restore(std::size_t levels);
+    // restore() for a fiber whose stack is being unwound, which must not
+    // wait through its hub. Takes the lock if it is free, or blocks the
+    // thread until another thread hands it over; where that could never
+    // happen (a fiber of this thread holds it or waits first, or the hub
+    // still runs), the caller goes on without it, and its releases of
+    // those levels do nothing.
+    void restore_unwinding(std::size_t levels) noexcept;
 
 private:
     static constexpr std::uintptr_t contended = 1;
@@ -66,12 +73,20 @@ private:
 
     bool acquire_slow(std::uintptr_t me, deadline until);
     void hand_on_locked() noexcept;
+    // Whether restore_unwinding may block the thread for the lock.
+    bool may_block_unwinding() const noexcept;
+    // A release by a fiber that restore_unwinding let go on without the
+    // lock: true (and one level forgotten) if `me` is one.
+    bool forget_level_not_held(std::uintptr_t me) noexcept;
 
     std::atomic<std::uintptr_t> state_{0}; // the owner's identity | contended
     std::size_t count_ = 0;                // recursion levels; the owner's alone
     bool const recursive_;
     mutable std::mutex guard_;
     waiter_list waiters_;
+    // guarded: fibers unwound out of a condition wait without the lock, and
+    // the levels their guards will release.
+    std::vector<std::pair<std::uintptr_t, std::size_t>> released_while_unwinding_;
 };
 
 // The containers behind the queues: push, pop the next item, and give back
@@ -102,20 +117,55 @@ struct lifo_items {
     void give_back(T&& v) { items.push_back(std::move(v)); }
 };
 
+// A binary heap, the smallest item first. Every comparison is made before
+// anything moves, so a comparison that throws leaves the heap as it was; a
+// move that throws leaves it valid, but may lose the item being moved.
 template <class T, class Compare>
 struct heap_items {
     std::vector<T> items;
     Compare less;
-    // std heaps put the largest first: reversed, the smallest.
-    bool greater(T const& a, T const& b) const { return less(b, a); }
     std::size_t size() const noexcept { return items.size(); }
     void push(T&& v) {
+        std::size_t hole = items.size();
+        while (hole > 0 && less(v, items[(hole - 1) / 2]))
+            hole = (hole - 1) / 2;
         items.push_back(std::move(v));
-        std::push_heap(items.begin(), items.end(), [this](T const& a, T const& b) { return greater(a, b); });
+        if (hole == items.size() - 1)
+            return;
+        // Up the path found: the ancestors one level down, the new item in.
+        T moving = std::move(items.back());
+        for (std::size_t i = items.size() - 1; i != hole; i = (i - 1) / 2)
+            items[i] = std::move(items[(i - 1) / 2]);
+        items[hole] = std::move(moving);
     }
     T pop() {
-        std::pop_heap(items.begin(), items.end(), [this](T const& a, T const& b) { return greater(a, b); });
-        T v = std::move(items.back());
+        // The last item fills the root's place. Where it settles is found
+        // first, along the smaller children while one is smaller than it;
+        // `right` records, level by level, which child the path takes.
+        std::size_t const last = items.size() - 1;
+        std::uint64_t right = 0;
+        unsigned depth = 0;
+        for (std::size_t hole = 0;; ++depth) {
+            std::size_t child = 2 * hole + 1;
+            if (child >= last)
+                break;
+            if (child + 1 < last && less(items[child + 1], items[child])) {
+                ++child;
+                right |= std::uint64_t(1) << depth;
+            }
+            if (!less(items[child], items[last]))
+                break;
+            hole = child;
+        }
+        T v = std::move(items.front());
+        std::size_t hole = 0;
+        for (unsigned level = 0; level != depth; ++level) {
+            std::size_t const child = 2 * hole + 1 + ((right >> level) & 1);
+            items[hole] = std::move(items[child]);
+            hole = child;
+        }
+        if (hole != last)
+            items[hole] = std::move(items[last]);
         items.pop_back();
         return v;
     }
@@ -234,24 +284,26 @@ private:
         if (!may_wait)
             throw queue_full();
         waiter w;
-        w.payload = &item;
-        // Woken, a getter has taken the item in: the put happened, even if
-        // an unwinding leaves.
+        put_request request{&item, nullptr};
+        w.payload = &request;
+        // Woken, a getter has taken the item in (or failed to: its move
+        // threw). An exception after that still leaves: the put happened.
         if (!putters_.wait(lock, until, w))
             throw queue_full();
+        if (request.error)
+            std::rethrow_exception(request.error);
     }
+
+    // A waiting putter's item, and why it could not be moved in, if it could not.
+    struct put_request {
+        T* item;
+        std::exception_ptr error;
+    };
 
     T get_until(deadline until, bool may_wait) {
         std::unique_lock<std::mutex> lock(guard_);
-        if (items_.size() != 0) {
-            T v = items_.pop();
-            if (!putters_.empty()) {
-                items_.push(std::move(*static_cast<T*>(putters_.front()->payload)));
-                ++unfinished_;
-                putters_.wake_one();
-            }
-            return v;
-        }
+        if (items_.size() != 0)
+            return take_next(); // a prvalue: the item is not moved again on its way out
         if (!may_wait)
             throw queue_empty();
         std::optional<T> slot;
@@ -267,7 +319,31 @@ private:
         }
         if (!got)
             throw queue_empty();
-        return std::move(*slot); // handed over by a put
+        try {
+            return std::move(*slot); // handed over by a put
+        } catch (...) {
+            give_back(std::move(*slot)); // its move threw: the item stays in the queue
+            throw;
+        }
+    }
+
+    // The next item, with the guard held and the queue not empty.
+    T take_next() {
+        T v = items_.pop(); // a throw here leaves the queue as it was
+        if (!putters_.empty()) {
+            // A place is free: the first waiting putter's item takes it. If
+            // its move throws, that put fails with the exception, and the
+            // putter stops waiting on a queue no longer full.
+            auto& request = *static_cast<put_request*>(putters_.front()->payload);
+            try {
+                items_.push(std::move(*request.item));
+                ++unfinished_;
+            } catch (...) {
+                request.error = std::current_exception();
+            }
+            putters_.wake_one();
+        }
+        return v;
     }
 
     void give_back(T&& item) {
@@ -378,7 +454,11 @@ private:
 /// Python's Condition, on a mutex or recursive_mutex that every caller of
 /// wait and notify holds (else fibers::error). wait releases the lock, all
 /// levels of a recursive one, and takes it back before it returns, also
-/// when it throws.
+/// when it throws. A fiber whose stack is unwound (its hub closing, its
+/// thread ending) takes it back too, blocking its thread if another thread
+/// holds it; if a fiber of its own thread holds it, which cannot run before
+/// the unwinding ends, it leaves without it, and its guard's release does
+/// nothing.
 class condition {
 public:
     explicit condition(mutex& m) noexcept : lock_(&m.core_) {}

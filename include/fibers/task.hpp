@@ -4,6 +4,7 @@
 #ifndef FIBERS_TASK_HPP
 #define FIBERS_TASK_HPP
 
+#include <fibers/detail/duration.hpp>
 #include <fibers/detail/task_record.hpp>
 #include <fibers/fiber.hpp>
 #include <fibers/hub.hpp>
@@ -63,9 +64,12 @@ public:
     /// Waits until the task has ended. A switchpoint; from any fiber of the
     /// hub's thread, the root included. fibers::error from the task itself.
     void join();
+    /// The same for at most `timeout`, then fibers::timeout. A zero or
+    /// negative timeout throws at once unless the task has ended; one too
+    /// long for the clock waits for ever.
     template <class Rep, class Period>
     void join(std::chrono::duration<Rep, Period> timeout) {
-        join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+        join_for(detail::saturated_nanoseconds(timeout));
     }
 
     /// Only the hub may switch to a task: from anywhere else, fibers::error.
@@ -74,6 +78,7 @@ public:
 
     /// `fn()` runs when the task ends (in the task, before its joiners
     /// wake), or at once if it already has. Returns a handle for removal.
+    /// Both only from the task's thread: from another, fibers::error.
     template <class Fn>
     std::size_t add_done_callback(Fn&& fn) {
         return add_done_callback_erased(std::function<void()>(std::forward<Fn>(fn)));
@@ -140,13 +145,15 @@ inline hub& this_thread_hub() {
 
 /// Suspends the calling fiber for `d`. A switchpoint. sleep(0s) puts it
 /// behind all work already queued, so two fibers that call it in turn
-/// alternate; sleepers wake in deadline order.
+/// alternate (so does a negative `d`); sleepers wake in deadline order. A
+/// duration too long for the clock (hours::max()) sleeps for ever.
 template <class Rep, class Period>
 void sleep(std::chrono::duration<Rep, Period> d) {
-    if (d <= d.zero())
+    std::chrono::nanoseconds const ns = detail::saturated_nanoseconds(d);
+    if (ns == ns.zero())
         detail::give_turn(detail::this_thread_hub());
     else
-        detail::sleep_for(std::chrono::ceil<std::chrono::nanoseconds>(d));
+        detail::sleep_for(ns);
 }
 
 } // namespace fibers

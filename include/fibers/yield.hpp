@@ -11,6 +11,7 @@
 //   std::size_t n = sock.async_read_some(buf, fibers::yield[ec]);   // sets ec instead
 //   std::size_t n = sock.async_read_some(buf, fibers::yield.after(5s)); // fibers::timeout
 
+#include <fibers/detail/duration.hpp>
 #include <fibers/detail/ready_queue.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/fiber.hpp>
@@ -48,11 +49,12 @@ public:
     }
 
     /// A deadline: past it the operation is cancelled and, once it has
-    /// completed, fibers::timeout is thrown.
+    /// completed, fibers::timeout is thrown. A zero or negative timeout
+    /// has passed already; one too long for the clock never passes.
     template <class Rep, class Period>
     constexpr yield_t after(std::chrono::duration<Rep, Period> timeout) const {
         yield_t t(*this);
-        t.timeout_ = std::chrono::ceil<std::chrono::nanoseconds>(timeout);
+        t.timeout_ = detail::saturated_nanoseconds(timeout);
         t.has_timeout_ = true;
         return t;
     }

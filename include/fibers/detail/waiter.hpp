@@ -17,6 +17,7 @@
 // hub (it blocks on a condition variable). Either may be on a different
 // thread from the one that wakes it.
 
+#include <fibers/detail/duration.hpp>
 #include <fibers/switch_back.hpp>
 
 #include <chrono>
@@ -30,17 +31,11 @@ namespace fibers::detail {
 using wait_clock = std::chrono::steady_clock;
 using deadline = std::optional<wait_clock::time_point>;
 
-// A deadline `timeout` from now; a negative timeout is one already passed.
+// A deadline `timeout` from now; a negative timeout is one already passed,
+// one too long for the clock never passes (see duration.hpp).
 template <class Rep, class Period>
 wait_clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) {
-    auto const now = wait_clock::now();
-    if (timeout <= timeout.zero())
-        return now;
-    // Saturate: a timeout of years must not overflow into the past.
-    auto const left = std::chrono::duration_cast<std::chrono::duration<double>>(wait_clock::time_point::max() - now);
-    if (std::chrono::duration<double>(timeout) >= left)
-        return wait_clock::time_point::max();
-    return now + std::chrono::ceil<wait_clock::duration>(timeout);
+    return saturated_deadline(wait_clock::now(), timeout);
 }
 
 // Who holds an owned primitive (a mutex): the running fiber, or the thread
@@ -57,6 +52,8 @@ public:
     waiter& operator=(waiter const&) = delete;
 
     bool linked() const noexcept { return list_ != nullptr; }
+    // The waiter after this one in its list (read with the list's mutex held).
+    waiter* next() const noexcept { return next_; }
     // A waker unlinked it (rather than its deadline or an exception).
     bool woken() const noexcept { return woken_; }
 
