@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -87,6 +88,33 @@ BOOST_AUTO_TEST_CASE(a_started_task_lives_without_handles) {
         }); // the handle is dropped at once
         fibers::sleep(50ms);
         BOOST_TEST(steps == 3);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_task_with_only_its_own_handles_runs_to_its_end) {
+    // Handles on a task's own stack hold nothing, as for any fiber; its hub
+    // keeps it from its start until its end all the same. One copied off
+    // its stack keeps the ended task's record.
+    on_new_thread([] {
+        int steps = 0;
+        std::unique_ptr<fibers::fiber> kept;
+        fibers::spawn([&] {
+            fibers::fiber me = fibers::current();
+            fibers::fiber again = me;
+            for (int i = 0; i < 3; ++i) {
+                ++steps;
+                fibers::sleep(0s);
+            }
+            kept = std::make_unique<fibers::fiber>(std::move(me));
+            fibers::sleep(0s);
+            ++steps;
+        }); // the handle is dropped at once
+        for (int i = 0; i < 100 && steps < 4; ++i)
+            fibers::sleep(0s);
+        BOOST_TEST(steps == 4);
+        BOOST_REQUIRE(kept);
+        BOOST_TEST(!kept->is_alive());
+        BOOST_TEST(kept->thread_id() == std::this_thread::get_id());
     });
 }
 

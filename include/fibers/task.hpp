@@ -41,7 +41,7 @@ public:
         auto* record = new detail::record_with_target<detail::task_record, body, arena_stack>(
             std::move(stack), body{std::forward<Fn>(target)});
         detail::attach_task(record, std::move(opts.name), opts.on);
-        static_cast<fiber&>(*this) = detail::fiber_access::adopt(record);
+        detail::fiber_access::adopt_into(*this, record);
     }
 
     /// The name given in task_options, or "Fiber-N".
