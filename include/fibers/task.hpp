@@ -85,6 +85,9 @@ private:
     detail::task_record* record_to_join() const;
     void join_for(std::chrono::nanoseconds timeout);
     std::size_t add_done_callback_erased(std::function<void()> fn);
+
+    friend task current_task();
+    explicit task(fiber&& running) noexcept : fiber(std::move(running)) {}
 };
 
 /// Makes a task and starts it.
@@ -97,6 +100,10 @@ task spawn(Fn&& fn, task_options opts = {}) {
 
 /// The running fiber (= current()): a task, the hub, or a root.
 fiber current_fiber();
+
+/// The running task (what Gruvi's current_fiber() gives a task): its name,
+/// cancel, join. An empty handle in a root fiber, a hub or a plain fiber.
+task current_task();
 
 namespace detail {
 

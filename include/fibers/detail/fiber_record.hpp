@@ -77,6 +77,7 @@ public:
     fiber_record const* only_switched_by = nullptr;  // tasks: only their hub may switch to them
 
     bool has_locals = false;        // holds a fibers::local value: destroy them at its end
+    bool is_task = false;           // a task_record
     fiber_record* parent = nullptr; // strong; the owner writes it under the anchor's mutex
     boost::context::stack_context stack{};
     // The same stack for handles on any thread: its top and size from just
