@@ -130,10 +130,14 @@ struct yield_entry final : ready_entry {
 };
 
 FIBERS_ALWAYS_INLINE void give_turn(hub& h) {
+    // What other threads queued first goes first; before the entry is made,
+    // which then lives in registers until it is linked.
+    h.take_earlier_remote();
     yield_entry entry(current_thread_state->current);
     h.ready_.push_back(entry); // hub::switch_to checks the rest; the entry unlinks itself if it throws
-    while (!entry.ran)
+    do // it has not run yet: the hub runs what is queued
         h.switch_to();
+    while (!entry.ran);
 }
 
 inline hub& this_thread_hub() {
