@@ -18,6 +18,7 @@
 #include <string>
 
 #if FIBERS_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if FIBERS_TSAN
@@ -380,6 +381,8 @@ void thread_state::start(fiber_record* target) {
         overflow_handler_ready = true;
     }
     target->stack = target->allocate_stack();
+    target->stack_top.store(reinterpret_cast<std::uintptr_t>(target->stack.sp), std::memory_order_relaxed);
+    target->stack_extent.store(target->stack.size, std::memory_order_relaxed);
     void* bottom = static_cast<char*>(target->stack.sp) - target->stack.size;
     target->context = ctx::make_fcontext(target->stack.sp, target->stack.size, &fiber_entry);
     target->asan_stack_bottom = bottom;
@@ -404,6 +407,9 @@ void thread_state::retire(fiber_record* ended) noexcept {
 #if FIBERS_VALGRIND
     VALGRIND_STACK_DEREGISTER(ended->valgrind_stack_id);
 #endif
+    // Cleared first: once released, the stack may be another fiber's.
+    ended->stack_top.store(0, std::memory_order_relaxed);
+    ended->stack_extent.store(0, std::memory_order_relaxed);
     ended->deallocate_stack(ended->stack);
     ended->stack = {};
     release_here(ended); // its reference to itself
@@ -550,6 +556,28 @@ std::any switch_to_checked(fiber_record* target, std::any* value) {
     return switch_here(ts, target);
 }
 
+#if FIBERS_ASAN
+bool lies_on_own_stack(void const* slot, fiber_record const* record) noexcept {
+    if (lies_on_stack_of(slot, record))
+        return true;
+    // A frame on ASan's fake stack records where on the real stack it
+    // belongs. Each fiber has a fake stack of its own, which ASan destroys
+    // with the fiber's last jump, so it is only looked at on the owner
+    // thread, until the fiber ends: the running fiber's, or the one saved
+    // when the fiber was suspended. (A fiber's last frame, that of its
+    // entry, is made before it has a fake stack: on the real stack.)
+    thread_state const* ts = current_thread_state;
+    if (ts == nullptr || ts->anchor != record->anchor ||
+        record->status.load(std::memory_order_relaxed) != fiber_status::started || record->is_root)
+        return false;
+    void* fake_stack = record == ts->current ? __asan_get_current_fake_stack() : record->asan_fake_stack;
+    if (fake_stack == nullptr)
+        return false;
+    void* frame = __asan_addr_is_in_fake_stack(fake_stack, const_cast<void*>(slot), nullptr, nullptr);
+    return frame != nullptr && lies_on_stack_of(frame, record);
+}
+#endif
+
 void release(fiber_record* record) noexcept {
     thread_state* ts = current_thread_state;
     if (ts != nullptr && record->anchor == ts->anchor) {
@@ -627,6 +655,8 @@ void fiber::set_parent(fiber p) {
     for (detail::fiber_record const* q = next; q != nullptr; q = q->parent)
         if (q == record_)
             throw std::invalid_argument("fibers: cyclic parent chain");
+    if (!p.holds(next))
+        detail::add_reference(next); // `p` lies on the new parent's stack: the link needs one of its own
     detail::fiber_record* previous;
     {
         std::lock_guard<std::mutex> lock(record_->anchor->mutex);

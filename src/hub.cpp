@@ -135,7 +135,7 @@ bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {
         // the same address has a mailbox of its own; this one stays closed.)
         if (!m.open.load(std::memory_order_acquire) || !is_open(*m.owner))
             return false;
-        m.owner->ready_.push_back(e);
+        m.owner->push_here(e);
         return true;
     }
     std::lock_guard<std::mutex> lock(m.mutex);
@@ -306,7 +306,7 @@ void hub::arm_interrupt() {
         if (ec)
             return; // cancelled: the hub is closing
         if (!ignore_interrupt_.load(std::memory_order_relaxed))
-            ready_.push_back(*new detail::interrupt_entry(thread_->root));
+            push_here(*new detail::interrupt_entry(thread_->root));
         arm_interrupt();
     });
 }
@@ -434,7 +434,7 @@ void hub::idle_spin(std::chrono::nanoseconds budget) {
     idle_spin_ns_.store(budget.count(), std::memory_order_relaxed);
 }
 
-void hub::take_remote() {
+void hub::take_remote() noexcept {
     std::vector<detail::ready_entry*> batch;
     {
         std::lock_guard<std::mutex> lock(mailbox_->mutex);

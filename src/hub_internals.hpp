@@ -35,7 +35,7 @@ struct hub_access {
     }
     static bool is_open(hub const& h) noexcept { return h.is_alive(); }
     // On the hub's thread: runs `e` in a coming iteration.
-    static void push(hub& h, ready_entry& e) noexcept { h.ready_.push_back(e); }
+    static void push(hub& h, ready_entry& e) noexcept { h.push_here(e); }
     // From any thread; false (and nothing queued) if the hub has closed.
     static bool push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept;
     static hub_mailbox& mailbox(hub const& h) noexcept { return *h.mailbox_; }

@@ -81,6 +81,7 @@ struct timed_joiner final : join_waiter {
 } // namespace
 
 task_record::task_record() noexcept {
+    is_task = true;
     start_entry.task = this;
     start_entry.take = &take_start;
     cancel_entry.task = this;
@@ -336,5 +337,12 @@ void task::remove_done_callback(std::size_t handle) {
 }
 
 fiber current_fiber() { return fiber::current(); }
+
+task current_task() {
+    detail::thread_state const* ts = detail::current_thread_state;
+    if (ts == nullptr || !ts->current->is_task)
+        return task();
+    return task(detail::fiber_access::share(ts->current));
+}
 
 } // namespace fibers

@@ -16,6 +16,10 @@
 #include <boost/context/pooled_fixedsize_stack.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>
 
+#if FIBERS_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
@@ -23,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -40,8 +45,8 @@ struct some_error : std::runtime_error {
 
 // Switches to the running fiber's parent, as python-fibers'
 // `current().parent.switch(value)`. The temporary handle to the running
-// fiber lives on its stack until the switch returns, so a fiber suspended
-// here keeps itself referenced: lifetime tests suspend with suspend_into.
+// fiber lives on its own stack until the switch returns, where it holds no
+// reference.
 std::any to_parent(std::any value = {}) { return fiber::current().parent().switch_to(std::move(value)); }
 
 // Suspends the running fiber without holding a handle to it.
@@ -835,6 +840,307 @@ BOOST_AUTO_TEST_CASE(target_is_destroyed_when_the_fiber_ends) {
     f.switch_to();
     BOOST_TEST(destroyed.load()); // while a handle still exists
     BOOST_TEST(!f.is_alive());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Handles that lie on the stack of the fiber they refer to hold no
+// reference: a suspended fiber that only they refer to is unwound when its
+// last other handle goes, as python-fibers' garbage collector does.
+BOOST_AUTO_TEST_SUITE(self_references)
+
+// A stack allocator whose copies show how many fiber records exist: a
+// record keeps its allocator until it is freed. With `reuse`, every fiber
+// gets the same stack, the one the previous fiber ran on.
+struct watched_stack {
+    struct state {
+        boost::context::fixedsize_stack inner{64 * 1024};
+        boost::context::stack_context kept{};
+        ~state() {
+            if (kept.sp != nullptr)
+                inner.deallocate(kept);
+        }
+    };
+    std::shared_ptr<state> shared = std::make_shared<state>();
+    bool reuse = false;
+
+    boost::context::stack_context allocate() {
+        if (!reuse)
+            return shared->inner.allocate();
+        if (shared->kept.sp == nullptr)
+            shared->kept = shared->inner.allocate();
+#if FIBERS_ASAN
+        // What the previous fiber left poisoned there is not this one's.
+        ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(shared->kept.sp) - shared->kept.size, shared->kept.size);
+#endif
+        return shared->kept;
+    }
+    void deallocate(boost::context::stack_context& sctx) noexcept {
+        if (!reuse)
+            shared->inner.deallocate(sctx);
+    }
+    // Records that hold a copy, besides this one.
+    long records() const { return shared.use_count() - 1; }
+};
+
+BOOST_AUTO_TEST_CASE(parked_in_a_switch_to_its_parent) {
+    // fibers::current().parent().switch_to(): the temporary handle to the
+    // fiber lives on its stack while it is parked there.
+    for (bool with_value : {false, true}) {
+        std::atomic<bool> unwound{false};
+        watched_stack salloc;
+        fiber f(std::allocator_arg, salloc, [&] {
+            destruction_flag guard{&unwound, nullptr};
+            if (with_value)
+                to_parent(1);
+            else
+                fibers::current().parent().switch_to();
+        });
+        std::any got = f.switch_to();
+        BOOST_TEST(got.has_value() == with_value);
+        BOOST_TEST(!unwound.load());
+        BOOST_TEST(salloc.records() == 1);
+        f = fiber();
+        BOOST_TEST(unwound.load());
+        BOOST_TEST(salloc.records() == 0);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(own_handle_in_a_local) {
+    std::atomic<bool> unwound{false};
+    watched_stack salloc;
+    fiber root = fiber::current();
+    fiber f(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, nullptr};
+        fiber me = fiber::current();
+        fiber copy = me;
+        fiber assigned;
+        assigned = copy;
+        fiber moved = std::move(copy);
+        suspend_into(root);
+    });
+    f.switch_to();
+    BOOST_TEST(!unwound.load());
+    f = fiber();
+    BOOST_TEST(unwound.load());
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(own_handle_in_a_local_and_parked_in_a_switch_to_its_parent) {
+    std::atomic<bool> unwound{false};
+    watched_stack salloc;
+    fiber f(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, nullptr};
+        fiber me = fibers::current();
+        fibers::current().parent().switch_to();
+    });
+    f.switch_to();
+    fiber second = f;
+    f = fiber();
+    BOOST_TEST(!unwound.load()); // `second` is still there
+    second = fiber();
+    BOOST_TEST(unwound.load());
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(own_handle_inside_objects_on_its_stack) {
+    std::atomic<bool> unwound{false};
+    watched_stack salloc;
+    fiber root = fiber::current();
+    fiber f(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, nullptr};
+        struct holder {
+            int before = 0;
+            fiber handle;
+        } member{0, fiber::current()};
+        auto closure = [me = fiber::current()] { return me.is_alive(); };
+        std::optional<fiber> maybe(fiber::current());
+        fiber several[2] = {fiber::current(), root};
+        BOOST_TEST(closure());
+        suspend_into(root);
+    });
+    f.switch_to();
+    f = fiber();
+    BOOST_TEST(unwound.load());
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(swaps_and_assignments_on_its_stack) {
+    std::atomic<bool> unwound{false};
+    watched_stack salloc;
+    fiber root = fiber::current();
+    auto outside = std::make_unique<fiber>();
+    fiber f(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, nullptr};
+        fiber me = fiber::current();
+        fiber other = root;
+        me.swap(other);
+        other.swap(me);
+        std::swap(me, other);
+        std::swap(me, other);
+        fiber& alias = me;
+        me = alias;
+        outside->swap(me); // out to the heap and back
+        me.swap(*outside);
+        me = std::move(alias);
+        suspend_into(root);
+    });
+    f.switch_to();
+    BOOST_TEST(!*outside);
+    f = fiber();
+    BOOST_TEST(unwound.load());
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(handle_copied_to_the_heap_keeps_it_alive) {
+    for (bool move : {false, true}) {
+        std::atomic<bool> unwound{false};
+        bool resumed = false;
+        watched_stack salloc;
+        std::unique_ptr<fiber> kept;
+        fiber f(std::allocator_arg, salloc, [&] {
+            destruction_flag guard{&unwound, nullptr};
+            fiber me = fiber::current();
+            if (move)
+                kept = std::make_unique<fiber>(std::move(me));
+            else
+                kept = std::make_unique<fiber>(me);
+            to_parent();
+            resumed = true;
+            return 7;
+        });
+        f.switch_to();
+        f = fiber();
+        BOOST_TEST(!unwound.load());
+        BOOST_TEST(kept->is_alive());
+        BOOST_TEST(std::any_cast<int>(kept->switch_to()) == 7); // resumes where it was parked
+        BOOST_TEST(resumed);
+        BOOST_TEST(unwound.load());
+        BOOST_TEST(!kept->is_alive());
+        BOOST_TEST(salloc.records() == 1);
+        kept.reset();
+        BOOST_TEST(salloc.records() == 0);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(handle_switched_out_keeps_it_alive) {
+    // Its own handle, sent to the parent as the value of a switch.
+    std::atomic<bool> unwound{false};
+    watched_stack salloc;
+    fiber f(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, nullptr};
+        to_parent(fiber::current());
+        return fiber::current(); // and once more as its result
+    });
+    fiber got = std::any_cast<fiber>(f.switch_to());
+    BOOST_TEST((got == f));
+    f = fiber();
+    BOOST_TEST(!unwound.load());
+    fiber result = std::any_cast<fiber>(got.switch_to());
+    BOOST_TEST(unwound.load());
+    BOOST_TEST((result == got));
+    got = fiber();
+    BOOST_TEST(salloc.records() == 1);
+    result = fiber();
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(handle_moved_onto_its_stack_holds_nothing) {
+    // Its only handle moves from the heap into a local: once it suspends,
+    // nothing can resume it.
+    std::atomic<bool> unwound{false};
+    watched_stack salloc;
+    fiber root = fiber::current();
+    auto holder = std::make_unique<fiber>();
+    *holder = fiber(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, nullptr};
+        fiber me = std::move(*holder);
+        suspend_into(root);
+    });
+    holder->switch_to();
+    BOOST_TEST(unwound.load());
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(handle_copied_out_on_another_thread) {
+    // Another thread copies the fiber's own handle out of its frame, and
+    // later drops the copy, the last handle: the fiber is unwound on its own
+    // thread.
+    std::atomic<bool> unwound{false};
+    std::thread::id unwound_on;
+    watched_stack salloc;
+    fiber root = fiber::current();
+    std::unique_ptr<fiber> kept;
+    fiber f(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, &unwound_on};
+        fiber me = fiber::current();
+        std::thread([&] { kept = std::make_unique<fiber>(me); }).join();
+        suspend_into(root);
+    });
+    f.switch_to();
+    f = fiber();
+    BOOST_TEST(!unwound.load());
+    std::thread([&] { kept.reset(); }).join();
+    BOOST_TEST(!unwound.load());
+    fiber([] {}); // the owner's next fiber creation settles it
+    BOOST_TEST(unwound.load());
+    BOOST_TEST((unwound_on == std::this_thread::get_id()));
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(set_parent_from_the_parents_own_stack) {
+    // The parent link holds a reference even when the handle it was given
+    // lay on the parent's stack.
+    std::atomic<bool> unwound{false};
+    watched_stack salloc;
+    fiber root = fiber::current();
+    fiber child([] {}, root);
+    fiber parent(std::allocator_arg, salloc, [&] {
+        destruction_flag guard{&unwound, nullptr};
+        child.set_parent(fiber::current());
+        suspend_into(root);
+    });
+    parent.switch_to();
+    parent = fiber();
+    BOOST_TEST(!unwound.load()); // the child's link keeps it
+    BOOST_TEST(child.parent().is_alive());
+    child = fiber();
+    BOOST_TEST(unwound.load());
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(handle_on_a_reused_stack_to_the_fiber_that_had_it) {
+    // A handle to an ended fiber lying on the stack that fiber ran on,
+    // since given to another: an ordinary handle.
+    watched_stack salloc;
+    salloc.reuse = true;
+    fiber root = fiber::current();
+    fiber first(std::allocator_arg, salloc, [] {});
+    first.switch_to();
+    bool ended_seen = false;
+    fiber second(std::allocator_arg, salloc, [&] {
+        fiber held = first;
+        suspend_into(root);
+        ended_seen = !held.is_alive();
+    });
+    second.switch_to();
+    first = fiber();
+    BOOST_TEST(salloc.records() == 2); // `held` keeps the first record
+    second.switch_to();
+    BOOST_TEST(ended_seen);
+    BOOST_TEST(salloc.records() == 1);
+    second = fiber();
+    BOOST_TEST(salloc.records() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(root_handles_on_the_roots_stack_hold_references) {
+    std::thread([] {
+        fiber root = fiber::current();
+        fiber copy = root;
+        BOOST_TEST(root.is_alive());
+        fiber child([&] { return copy == fiber::current().parent(); });
+        BOOST_TEST(std::any_cast<bool>(child.switch_to()));
+    }).join();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -283,6 +283,82 @@ BOOST_AUTO_TEST_CASE(callbacks_from_four_threads) {
     });
 }
 
+// Queues `fn` on `h` from another thread, and returns once that thread has
+// told this one, which meanwhile polls an atomic without running the loop.
+template <class Fn>
+void queue_from_another_thread(fibers::hub& h, Fn fn) {
+    std::atomic<bool> queued{false};
+    std::thread poster([&] {
+        h.run_callback(std::move(fn));
+        queued.store(true, std::memory_order_release);
+    });
+    while (!queued.load(std::memory_order_acquire))
+        std::this_thread::yield();
+    poster.join();
+}
+
+constexpr int order_rounds = 200;
+
+BOOST_AUTO_TEST_CASE(one_order_across_threads) {
+    // Another thread queues A and then tells the hub's thread, which then
+    // queues B: A runs first, as in Gruvi's single queue.
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        int out_of_order = 0;
+        for (int round = 0; round < order_rounds; ++round) {
+            std::string order;
+            queue_from_another_thread(h, [&] { order += 'A'; });
+            h.run_callback([&] { order += 'B'; });
+            for (int i = 0; i < 100 && order.size() < 2; ++i)
+                fibers::sleep(0s);
+            BOOST_TEST_REQUIRE(order.size() == 2u);
+            out_of_order += order != "AB";
+        }
+        BOOST_TEST(out_of_order == 0);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_switch_back_completes_after_what_another_thread_queued_first) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        int out_of_order = 0;
+        for (int round = 0; round < order_rounds; ++round) {
+            std::string order;
+            fibers::switch_back<>* waiting = nullptr;
+            fibers::task t = fibers::spawn([&] {
+                fibers::switch_back<> back;
+                waiting = &back;
+                back.wait();
+                order += 'T';
+            });
+            while (waiting == nullptr)
+                fibers::sleep(0s);
+            queue_from_another_thread(h, [&] { order += 'A'; });
+            waiting->switch_to(); // the task's resumption is queued here, on the hub's thread
+            t.join(10s);
+            BOOST_TEST_REQUIRE(order.size() == 2u);
+            out_of_order += order != "AT";
+        }
+        BOOST_TEST(out_of_order == 0);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(sleep_zero_waits_behind_what_another_thread_queued_first) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        int out_of_order = 0;
+        for (int round = 0; round < order_rounds; ++round) {
+            bool ran = false;
+            queue_from_another_thread(h, [&] { ran = true; });
+            fibers::sleep(0s);
+            out_of_order += !ran;
+            for (int i = 0; i < 100 && !ran; ++i)
+                fibers::sleep(0s);
+        }
+        BOOST_TEST(out_of_order == 0);
+    });
+}
+
 BOOST_AUTO_TEST_CASE(a_callback_from_another_thread_wakes_an_idle_loop) {
     on_new_thread([] {
         fibers::hub& h = fibers::get_hub();

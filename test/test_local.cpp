@@ -63,8 +63,7 @@ struct counting {
 // Suspends a plain fiber into its parent.
 void to_parent() { fiber::current().parent().switch_to(); }
 
-// Suspends the running fiber without holding a handle to it (to_parent's
-// temporary handle would keep a suspended fiber referenced).
+// Suspends the running fiber without holding a handle to it.
 void suspend_into(fiber const& to) { fiber(to).switch_to(); }
 
 // A local at namespace scope, as Gruvi programs keep theirs; only a forked

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -124,6 +125,33 @@ BOOST_AUTO_TEST_CASE(a_started_task_lives_without_handles) {
         while (steps < 3 && std::chrono::steady_clock::now() < give_up)
             fibers::sleep(1ms);
         BOOST_TEST(steps == 3);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_task_with_only_its_own_handles_runs_to_its_end) {
+    // Handles on a task's own stack hold nothing, as for any fiber; its hub
+    // keeps it from its start until its end all the same. One copied off
+    // its stack keeps the ended task's record.
+    on_new_thread([] {
+        int steps = 0;
+        std::unique_ptr<fibers::fiber> kept;
+        fibers::spawn([&] {
+            fibers::fiber me = fibers::current();
+            fibers::fiber again = me;
+            for (int i = 0; i < 3; ++i) {
+                ++steps;
+                fibers::sleep(0s);
+            }
+            kept = std::make_unique<fibers::fiber>(std::move(me));
+            fibers::sleep(0s);
+            ++steps;
+        }); // the handle is dropped at once
+        for (int i = 0; i < 100 && steps < 4; ++i)
+            fibers::sleep(0s);
+        BOOST_TEST(steps == 4);
+        BOOST_REQUIRE(kept);
+        BOOST_TEST(!kept->is_alive());
+        BOOST_TEST(kept->thread_id() == std::this_thread::get_id());
     });
 }
 
@@ -647,6 +675,126 @@ BOOST_AUTO_TEST_CASE(done_callbacks_only_from_the_task_thread) {
         }).join();
         BOOST_TEST(refused == 3);
         BOOST_TEST(ran == 1);
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(running_task)
+
+BOOST_AUTO_TEST_CASE(its_name) {
+    on_new_thread([] {
+        std::string named, numbered;
+        bool same = false;
+        fibers::task reader;
+        reader = fibers::spawn(
+            [&] {
+                named = fibers::current_task().name();
+                same = fibers::current_task() == reader;
+            },
+            fibers::task_options{"reader"});
+        fibers::task other = fibers::spawn([&] { numbered = fibers::current_task().name(); });
+        reader.join();
+        other.join();
+        BOOST_TEST(named == "reader");
+        BOOST_TEST(numbered == other.name());
+        BOOST_TEST(same);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(cancels_itself) {
+    on_new_thread([] {
+        captured_log log;
+        std::string seen;
+        bool went_on = false;
+        fibers::task t = fibers::spawn([&] {
+            fibers::current_task().cancel("by itself");
+            try {
+                fibers::sleep(0s); // where the cancellation is raised
+            } catch (fibers::cancelled const& e) {
+                seen = e.what();
+                throw;
+            }
+            went_on = true;
+        });
+        t.join();
+        BOOST_TEST(seen == "by itself");
+        BOOST_TEST(!went_on);
+        BOOST_TEST(!t.alive());
+        BOOST_TEST(log.size() == 0u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(joined_through_the_handle_it_published) {
+    on_new_thread([] {
+        fibers::task published;
+        bool finished = false;
+        bool joiner_saw_the_end = false;
+        fibers::spawn([&] {
+            published = fibers::current_task();
+            for (int i = 0; i < 3; ++i)
+                fibers::sleep(0s);
+            finished = true;
+        });
+        fibers::task joiner = fibers::spawn([&] {
+            while (!published)
+                fibers::sleep(0s);
+            published.join();
+            joiner_saw_the_end = finished;
+        });
+        joiner.join(10s);
+        BOOST_TEST(joiner_saw_the_end);
+        BOOST_TEST(!published.alive());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(empty_outside_a_task) {
+    on_new_thread([] {
+        BOOST_TEST(!fibers::current_task()); // the root
+        bool in_callback = true, callback_ran = false;
+        fibers::get_hub().run_callback([&] {
+            in_callback = static_cast<bool>(fibers::current_task());
+            callback_ran = true;
+        });
+        while (!callback_ran)
+            fibers::sleep(0s);
+        BOOST_TEST(!in_callback); // the hub fiber
+        bool in_plain = true;
+        fibers::fiber([&] { in_plain = static_cast<bool>(fibers::current_task()); }).switch_to();
+        BOOST_TEST(!in_plain);
+        bool in_plain_child_of_a_task = true, in_task = false;
+        fibers::spawn([&] {
+            in_task = static_cast<bool>(fibers::current_task());
+            fibers::fiber([&] { in_plain_child_of_a_task = static_cast<bool>(fibers::current_task()); })
+                .switch_to();
+        }).join();
+        BOOST_TEST(in_task);
+        BOOST_TEST(!in_plain_child_of_a_task);
+    });
+    bool in_bare_thread = true;
+    std::thread([&] { in_bare_thread = static_cast<bool>(fibers::current_task()); }).join();
+    BOOST_TEST(!in_bare_thread);
+}
+
+BOOST_AUTO_TEST_CASE(its_own_handle_on_its_stack_and_copied_off_it) {
+    // Kept by its hub until its end whatever lies on its stack; a copy on
+    // the heap keeps the ended task's record.
+    on_new_thread([] {
+        std::unique_ptr<fibers::task> kept;
+        fibers::spawn(
+            [&] {
+                fibers::task me = fibers::current_task();
+                kept = std::make_unique<fibers::task>(me);
+                fibers::sleep(0s);
+            },
+            fibers::task_options{"kept"});
+        for (int i = 0; i < 100 && (!kept || kept->alive()); ++i)
+            fibers::sleep(0s);
+        BOOST_REQUIRE(kept);
+        BOOST_TEST(!kept->alive());
+        BOOST_TEST(kept->name() == "kept");
+        kept->join(); // at once
+        kept->cancel(); // nothing
     });
 }
 

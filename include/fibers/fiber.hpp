@@ -55,24 +55,32 @@ public:
         record_ = record;
     }
 
-    fiber(fiber const& other) noexcept : record_(other.record_) {
-        if (record_)
-            detail::add_reference(record_);
-    }
-    fiber(fiber&& other) noexcept : record_(std::exchange(other.record_, nullptr)) {}
+    // A handle that lies on the stack of the fiber it refers to holds no
+    // reference (see detail::lies_on_own_stack); every other one holds one.
+    // Copies, moves and assignments keep the count right for where each
+    // handle lies: a handle moved off that stack holds one again.
+    fiber(fiber const& other) noexcept : record_(other.record_) { hold(); }
+    fiber(fiber&& other) noexcept : record_(std::exchange(other.record_, nullptr)) { arrive_from(&other); }
     fiber& operator=(fiber const& other) noexcept {
-        fiber(other).swap(*this);
+        detail::fiber_record* previous = std::exchange(record_, other.record_);
+        hold();
+        drop(previous);
         return *this;
     }
     fiber& operator=(fiber&& other) noexcept {
-        fiber(std::move(other)).swap(*this);
+        if (this != &other) {
+            detail::fiber_record* previous = std::exchange(record_, std::exchange(other.record_, nullptr));
+            arrive_from(&other);
+            drop(previous);
+        }
         return *this;
     }
-    ~fiber() {
-        if (record_)
-            detail::release(record_);
+    ~fiber() { drop(record_); }
+    void swap(fiber& other) noexcept {
+        fiber held(std::move(other));
+        other = std::move(*this);
+        *this = std::move(held);
     }
-    void swap(fiber& other) noexcept { std::swap(record_, other.record_); }
 
     /// Suspends the caller and runs this fiber; returns what is later
     /// switched back to the caller. A value on the first switch throws
@@ -117,7 +125,36 @@ private:
     friend struct detail::fiber_access;
     friend struct std::hash<fiber>;
 
+    // Takes over the caller's reference to a fiber that has not started:
+    // nothing lies on its stack yet.
     explicit fiber(detail::fiber_record* adopted) noexcept : record_(adopted) {}
+    struct share_tag {};
+    // Takes a reference of its own, if it holds one where it lies.
+    fiber(detail::fiber_record* shared, share_tag) noexcept : record_(shared) { hold(); }
+
+    bool holds(detail::fiber_record const* record) const noexcept {
+        return record != nullptr && !detail::lies_on_own_stack(this, record);
+    }
+    void hold() noexcept {
+        if (holds(record_))
+            detail::add_reference(record_);
+    }
+    // `record` is no longer referred to from here.
+    void drop(detail::fiber_record* record) noexcept {
+        if (holds(record))
+            detail::release(record);
+    }
+    // record_ was just moved here from `source`, with its reference if it held one.
+    void arrive_from(fiber const* source) noexcept {
+        if (record_ == nullptr)
+            return;
+        bool const held_there = !detail::lies_on_own_stack(source, record_);
+        bool const held_here = !detail::lies_on_own_stack(this, record_);
+        if (held_here && !held_there)
+            detail::add_reference(record_);
+        else if (held_there && !held_here)
+            detail::release(record_);
+    }
 
     detail::fiber_record* record_ = nullptr;
 };
@@ -129,11 +166,10 @@ namespace detail {
 // How the higher layers (hub, tasks) reach a handle's record.
 struct fiber_access {
     static fiber_record* record(fiber const& f) noexcept { return f.record_; }
+    // For a record that has not started, with the reference it was made with.
     static fiber adopt(fiber_record* record) noexcept { return fiber(record); }
-    static fiber share(fiber_record* record) noexcept {
-        add_reference(record);
-        return fiber(record);
-    }
+    static void adopt_into(fiber& empty, fiber_record* record) noexcept { empty.record_ = record; }
+    static fiber share(fiber_record* record) noexcept { return fiber(record, fiber::share_tag{}); }
 };
 } // namespace detail
 

@@ -205,6 +205,21 @@ private:
     enum class hub_state : std::uint8_t { open, closing, closed };
 
     hub();
+    // Queues `e` on the hub's own thread, behind what other threads queued
+    // before: one order, as Gruvi's single queue has.
+    FIBERS_ALWAYS_INLINE void push_here(detail::ready_entry& e) noexcept {
+        take_earlier_remote();
+        ready_.push_back(e);
+    }
+    // Entries of other threads still in the mailbox were pushed before
+    // anything the hub's thread pushes now, or concurrently: they go to the
+    // run queue first. A push that happened before this point has set
+    // `pending` under the mailbox's lock, so this load sees it (or the
+    // false that take_remote stored after moving that entry).
+    FIBERS_ALWAYS_INLINE void take_earlier_remote() noexcept {
+        if (FIBERS_UNLIKELY(mailbox_->pending.load(std::memory_order_relaxed)))
+            take_remote();
+    }
     void post(detail::ready_entry* owned_entry);
     std::any switch_to_slowly();
     void run_loop();
@@ -215,7 +230,8 @@ private:
     // Marks the hub as in its idle spin or not, for pushes from other
     // threads; whether the mailbox has entries.
     bool set_spinning(bool spinning) noexcept;
-    void take_remote();
+    // Moves what other threads queued to the run queue, in their order.
+    void take_remote() noexcept;
     void arm_interrupt();
     void shut_down() noexcept;
     // No more work from other threads, and the state leaves `open`.

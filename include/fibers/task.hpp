@@ -42,7 +42,7 @@ public:
         auto* record = new detail::record_with_target<detail::task_record, body, arena_stack>(
             std::move(stack), body{std::forward<Fn>(target)});
         detail::attach_task(record, std::move(opts.name), opts.on);
-        static_cast<fiber&>(*this) = detail::fiber_access::adopt(record);
+        detail::fiber_access::adopt_into(*this, record);
     }
 
     /// The name given in task_options, or "Fiber-N".
@@ -92,6 +92,9 @@ private:
     detail::task_record* record_to_join() const;
     void join_for(std::chrono::nanoseconds timeout);
     std::size_t add_done_callback_erased(std::function<void()> fn);
+
+    friend task current_task();
+    explicit task(fiber&& running) noexcept : fiber(std::move(running)) {}
 };
 
 /// Makes a task and starts it.
@@ -104,6 +107,10 @@ task spawn(Fn&& fn, task_options opts = {}) {
 
 /// The running fiber (= current()): a task, the hub, or a root.
 fiber current_fiber();
+
+/// The running task (what Gruvi's current_fiber() gives a task): its name,
+/// cancel, join. An empty handle in a root fiber, a hub or a plain fiber.
+task current_task();
 
 namespace detail {
 
@@ -130,10 +137,14 @@ struct yield_entry final : ready_entry {
 };
 
 FIBERS_ALWAYS_INLINE void give_turn(hub& h) {
+    // What other threads queued first goes first; before the entry is made,
+    // which then lives in registers until it is linked.
+    h.take_earlier_remote();
     yield_entry entry(current_thread_state->current);
     h.ready_.push_back(entry); // hub::switch_to checks the rest; the entry unlinks itself if it throws
-    while (!entry.ran)
+    do // it has not run yet: the hub runs what is queued
         h.switch_to();
+    while (!entry.ran);
 }
 
 inline hub& this_thread_hub() {

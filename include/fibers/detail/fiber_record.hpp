@@ -46,9 +46,9 @@ struct exception_state {
 #endif
 };
 
-// The shared state behind `fiber` handles. Reference counted: every handle,
-// every child (through its parent link) and, between its start and its end,
-// the fiber itself hold one reference.
+// The shared state behind `fiber` handles. Reference counted: every handle
+// but those on the fiber's own stack, every child (through its parent link)
+// and, between its start and its end, the fiber itself hold one reference.
 class fiber_record {
 public:
     fiber_record(fiber_record const&) = delete;
@@ -79,8 +79,17 @@ public:
     fiber_record const* only_switched_by = nullptr;  // tasks: only their hub may switch to them
 
     bool has_locals = false;        // holds a fibers::local value: destroy them at its end
+    bool is_task = false;           // a task_record
     fiber_record* parent = nullptr; // strong; the owner writes it under the anchor's mutex
     boost::context::stack_context stack{};
+    // The same stack for handles on any thread: its top and size from just
+    // before the fiber first runs until just before its stack is released,
+    // zero otherwise. A handle that lies there is one of the fiber's own
+    // and holds no reference (see lies_on_own_stack). A reader racing with
+    // either write may see one field set and the other zero: no handle lies
+    // in the range that gives.
+    std::atomic<std::uintptr_t> stack_top{0};
+    std::atomic<std::size_t> stack_extent{0};
     std::thread::id thread;
     // The owner thread's list of fibers that have not ended, newest first.
     fiber_record* newer_live = nullptr;
@@ -158,6 +167,31 @@ void release(fiber_record* record) noexcept;
 inline void add_reference(fiber_record* record) noexcept {
     record->references.fetch_add(1, std::memory_order_relaxed);
 }
+
+// Whether the handle at `slot` lies on the stack of the fiber it refers to.
+// Such a handle holds no reference: it can only be reached from that fiber
+// (or through a pointer into its frame), so it must not keep a suspended
+// fiber that nothing else refers to from being unwound. The answer is the
+// same for the whole life of the handle: a stack is set before anything
+// lies on it and cleared after everything on it is gone, and a record gets
+// one stack only.
+inline bool lies_on_stack_of(void const* slot, fiber_record const* record) noexcept {
+    // Unsigned: a top of zero gives a range at the very end of the address
+    // space, and a size of zero an empty one.
+    return record->stack_top.load(std::memory_order_relaxed) - reinterpret_cast<std::uintptr_t>(slot) - 1 <
+           record->stack_extent.load(std::memory_order_relaxed);
+}
+
+#if FIBERS_ASAN
+// With detect_stack_use_after_return, AddressSanitizer moves a frame's
+// locals to a "fake stack" on the heap: this also finds a handle there in
+// a frame of the fiber's own stack.
+bool lies_on_own_stack(void const* slot, fiber_record const* record) noexcept;
+#else
+FIBERS_ALWAYS_INLINE bool lies_on_own_stack(void const* slot, fiber_record const* record) noexcept {
+    return lies_on_stack_of(slot, record);
+}
+#endif
 
 } // namespace fibers::detail
 
