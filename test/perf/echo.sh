@@ -65,11 +65,11 @@ fi
 [[ $repetitions =~ ^[1-9][0-9]*$ ]] || { echo "echo.sh: --repetitions must be a positive integer" >&2; exit 2; }
 
 echo_server=${ECHO_SERVER:-$build/example/echo_server}
-echo_client=${ECHO_CLIENT:-$build/example/echo_client}
+echo_client=${ECHO_CLIENT:-$build/test/perf/echo_load}
 asio_server=${ASIO_ECHO_SERVER:-$build/test/perf/asio_echo_server}
 for program in "$echo_server" "$echo_client" "$asio_server"; do
     [ -x "$program" ] ||
-        die "$program is missing: build the targets echo_server, echo_client and asio_echo_server first"
+        die "$program is missing: build the targets echo_server, echo_load and asio_echo_server first"
 done
 
 server_pin=()
