@@ -156,6 +156,7 @@ declare -A workload_args=([ping-pong]="--connections 100 --size 512 --depth 1"
 declare -A workload_name=([ping-pong]="ping-pong 100 x 512 B"
                           [streaming]="streaming 4 x 16 x 512 B")
 declare -A workload_id=([ping-pong]=pingpong [streaming]=streaming)
+declare -A workload_short=([ping-pong]="ping-pong" [streaming]="streaming")
 
 scratch=$(mktemp -d)
 server_pid=
@@ -388,7 +389,7 @@ result() {
 has() { [[ ",$servers_option," == *",$1,"* ]]; }
 for workload in "${workloads[@]}"; do
     w=${workload_id[$workload]}
-    name=${workload_name[$workload]}
+    name=${workload_short[$workload]}
     has fibers || continue
     ours=$workload/fibers
     for peer in epoll asio asio-coro asio-spawn; do
@@ -403,7 +404,7 @@ for workload in "${workloads[@]}"; do
         result "echo.$w.cpu.$peer" "echo $name: server CPU per message" "${best_cpu[$ours]}" \
             "${best_cpu[$workload/$peer]}" "${server_name[$peer]}" us -
     done
-    has asio && result "echo.$w.rate.asio" "echo $name: messages per second (information)" \
+    has asio && result "echo.$w.rate.asio" "echo $name: messages per second" \
         "${best_rate[$ours]}" "${best_rate[$workload/asio]}" "${server_name[asio]}" msg/s -
     if has fibers-nospin; then
         result "echo.$w.spin.calls" "echo $name: system calls per message, idle spin on" \
