@@ -193,8 +193,10 @@ def markdown(machine, results, echo, chart_name):
                "| workload | server | messages/s | server CPU per message | system calls per message |",
                "| --- | --- | ---: | ---: | ---: |"]
         for e in echo:
-            md.append(f"| {e.get('workload', '')} | {e.get('server', '')} | {show(e.get('rate'), '').strip()} | "
-                      f"{show(e.get('cpu_us'), 'µs')} | {show(e.get('calls'), '').strip() or '-'} |")
+            rate = show(e.get("rate"), "msg/s").replace(" msg/s", "")
+            calls = show(e.get("calls"), "calls").replace(" calls", "") or "-"
+            md.append(f"| {e.get('workload', '')} | {e.get('server', '')} | {rate} | "
+                      f"{show(e.get('cpu_us'), 'µs')} | {calls} |")
     return "\n".join(md) + "\n"
 
 
