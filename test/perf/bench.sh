@@ -12,7 +12,7 @@
 #   test/perf/bench.sh [--quick] [--no-doc] [--note TEXT] [BUILD_DIR]
 #
 #   --quick      smaller counts, fewer repetitions, shorter echo runs: a
-#                few minutes instead of about twenty, for a first look
+#                few minutes instead of a quarter of an hour, for a first look
 #   --no-doc     print the table only; doc/ stays as it is
 #   --note TEXT  a sentence printed under the machine in the report (e.g.
 #                what else was running)
