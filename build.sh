@@ -9,7 +9,8 @@
 #   ./build.sh test --asan     the same under AddressSanitizer + UBSan
 #   ./build.sh test --tsan     the same under ThreadSanitizer
 #   ./build.sh run [args]      the same set-up, then the example echo server on 127.0.0.1:7000
-#   ./build.sh bench           build and run the benchmarks in test/perf
+#   ./build.sh bench [--quick] build the release tree, run every benchmark in test/perf,
+#                              print one table and write it into doc/performance.md
 #   ./build.sh b2              build and test with Boost.Build (b2) instead of CMake
 #
 # Build trees go to build/<variant>. Environment: JOBS (parallel jobs,
@@ -22,8 +23,9 @@ packages=(
     libboost1.81-dev libboost-context1.81-dev libboost-test1.81-dev
     libboost-program-options1.81-dev libboost1.81-tools-dev
 )
-# Only the benchmarks use them: Boost.Fiber as an anchor to compare against.
-bench_packages=(libboost-fiber1.81-dev)
+# Only the benchmarks use them: Boost.Fiber as an anchor to compare against,
+# perf to count system calls, gnuplot for the chart, python3 for the table.
+bench_packages=(libboost-fiber1.81-dev linux-perf gnuplot-nox python3 util-linux)
 jobs=${JOBS:-$(nproc)}
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -117,11 +119,8 @@ run)
 bench)
     install_missing_packages "${bench_packages[@]}"
     configure_and_build release
-    for b in build/release/test/perf/perf_*; do
-        [ -x "$b" ] || continue
-        say "$(basename "$b")"
-        "$b"
-    done
+    # Options (--quick, --no-doc, --note TEXT): see test/perf/bench.sh.
+    exec test/perf/bench.sh "$@" build/release
     ;;
 b2)
     install_missing_packages
@@ -129,7 +128,7 @@ b2)
     b2 -j "$jobs" variant=release
     ;;
 *)
-    sed -n '6,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '6,17p' "$0" | sed 's/^# \{0,1\}//'
     [ -z "$command" ] || die "unknown command: $command"
     exit 2
     ;;

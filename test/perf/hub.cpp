@@ -4,15 +4,22 @@
 
 // The hub's scheduling costs beside Boost.Fiber's, measured in the same run:
 //
-//   yield       two tasks that call sleep(0s) in turn, per sleep(0s);
-//               two Boost.Fiber fibers that call this_fiber::yield() in
-//               turn, per yield
-//   spawn+join  spawn([]{}).join() from the root fiber; a Boost.Fiber
-//               fiber made and joined from main
+//   task sleep(0s)       two tasks that call sleep(0s) in turn, per
+//                        sleep(0s); two Boost.Fiber fibers that call
+//                        this_fiber::yield() in turn, per yield
+//   root sleep(0s)       the root fiber and a task call sleep(0s) in turn,
+//                        per call (the root's turns go through the hub
+//                        fiber); main's own context and a Boost.Fiber fiber
+//                        call this_fiber::yield() in turn, per call
+//   task spawn+join      spawn([]{}).join() from a task; a Boost.Fiber fiber
+//                        made and joined from another fiber
+//   root spawn+join      spawn([]{}).join() from the root fiber; a
+//                        Boost.Fiber fiber made and joined from main
 //
-// Goals: yield at most 0.6x Boost.Fiber's, spawn+join at most 0.5x. The
-// machine is shared and noisy: the variants are interleaved and each keeps
-// its best repetition; compare ratios, not nanoseconds.
+// Goals: sleep(0s) at most 0.6x Boost.Fiber's yield, spawn+join at most
+// 0.5x, from a task and from the root alike. The machine is shared and
+// noisy: the variants are interleaved and each keeps its best repetition;
+// compare ratios, not nanoseconds.
 
 #include <fibers/task.hpp>
 
@@ -57,6 +64,54 @@ double boost_yield(long yields) {
     return nanoseconds_per(start, 2 * each);
 }
 
+double root_sleep(long count) {
+    long const each = count / 2;
+    auto start = clock_type::now();
+    fibers::task other = fibers::spawn([each] {
+        for (long i = 0; i < each; ++i)
+            fibers::sleep(0s);
+    });
+    for (long i = 0; i < each; ++i)
+        fibers::sleep(0s);
+    other.join();
+    return nanoseconds_per(start, 2 * each);
+}
+
+double boost_main_yield(long count) {
+    long const each = count / 2;
+    auto start = clock_type::now();
+    boost::fibers::fiber other([each] {
+        for (long i = 0; i < each; ++i)
+            boost::this_fiber::yield();
+    });
+    for (long i = 0; i < each; ++i)
+        boost::this_fiber::yield();
+    other.join();
+    return nanoseconds_per(start, 2 * each);
+}
+
+double task_spawn_join(long count) {
+    double ns = 0;
+    fibers::spawn([&] {
+        auto start = clock_type::now();
+        for (long i = 0; i < count; ++i)
+            fibers::spawn([] {}).join();
+        ns = nanoseconds_per(start, count);
+    }).join();
+    return ns;
+}
+
+double boost_fiber_create_join(long count) {
+    double ns = 0;
+    boost::fibers::fiber([&] {
+        auto start = clock_type::now();
+        for (long i = 0; i < count; ++i)
+            boost::fibers::fiber([] {}).join();
+        ns = nanoseconds_per(start, count);
+    }).join();
+    return ns;
+}
+
 double hub_spawn_join(long count) {
     auto start = clock_type::now();
     for (long i = 0; i < count; ++i)
@@ -78,10 +133,13 @@ int main(int argc, char** argv) {
     int const repetitions = argc > 2 ? std::atoi(argv[2]) : 7;
 
     fibers_perf::row rows[] = {
-        {"hub sleep(0s)", &hub_yield, &boost_yield, "boost::this_fiber::yield", 0.6, 400000 * scale},
-        {"hub spawn+join", &hub_spawn_join, &boost_create_join, "boost::fibers::fiber+join", 0.5, 100000 * scale},
+        {"task sleep(0s)", &hub_yield, &boost_yield, "boost::this_fiber::yield", 0.6, 400000 * scale},
+        {"root sleep(0s)", &root_sleep, &boost_main_yield, "yield from main's context", 0.6, 400000 * scale},
+        {"task spawn+join", &task_spawn_join, &boost_fiber_create_join, "fiber+join in a fiber", 0.5,
+         100000 * scale},
+        {"root spawn+join", &hub_spawn_join, &boost_create_join, "fiber+join from main", 0.5, 100000 * scale},
     };
-    fibers_perf::run_and_print(rows, repetitions);
+    fibers_perf::run_and_print(rows, repetitions, "hub");
     fibers::get_hub().close();
     return 0;
 }

@@ -7,12 +7,15 @@
 // What perf_hub and perf_sync share: rows of "ours beside an anchor", run
 // interleaved so that a burst of load from elsewhere spoils one repetition
 // of one variant rather than the comparison, each keeping its best, and
-// printed as a table of ns per operation and ratios.
+// printed as a table of ns per operation and ratios, then as RESULT lines
+// for test/perf/collect.py.
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <limits>
+#include <string>
 
 namespace fibers_perf {
 
@@ -34,10 +37,41 @@ struct row {
     double best_anchor = std::numeric_limits<double>::max();
 };
 
+// `program.name` with every run of other characters than letters and
+// digits made one '_': an id for collect.py.
+inline std::string result_id(char const* program, char const* name) {
+    std::string id = std::string(program) + ".";
+    bool gap = false;
+    for (char const* c = name; *c != '\0'; ++c) {
+        if (std::isalnum(static_cast<unsigned char>(*c))) {
+            if (gap && id.back() != '.')
+                id += '_';
+            id += *c;
+            gap = false;
+        } else {
+            gap = true;
+        }
+    }
+    return id;
+}
+
+// One line that test/perf/collect.py reads: key=value, values with spaces
+// in double quotes (never a quote inside).
+inline void print_result(std::string const& id, char const* figure, double ours, double anchor,
+                         char const* anchor_name, char const* unit, double goal) {
+    std::printf("RESULT id=%s figure=\"%s\" fibers=%.2f anchor=%.2f anchor_name=\"%s\" unit=%s goal=", id.c_str(),
+                figure, ours, anchor, anchor_name, unit);
+    if (goal > 0)
+        std::printf("ratio<=%g\n", goal);
+    else
+        std::printf("-\n");
+}
+
 // Warms every variant up (a tenth of its count: stacks, caches, threads),
 // then runs them all in turn `repetitions` times, and prints the table.
+// `program` prefixes the ids of the RESULT lines.
 template <std::size_t N>
-void run_and_print(row (&rows)[N], int repetitions) {
+void run_and_print(row (&rows)[N], int repetitions, char const* program) {
     for (auto& r : rows) {
         r.ours(r.count / 10);
         r.anchor(r.count / 10);
@@ -57,6 +91,8 @@ void run_and_print(row (&rows)[N], int repetitions) {
         else
             std::printf("%6s\n", "-");
     }
+    for (auto const& r : rows)
+        print_result(result_id(program, r.name), r.name, r.best_ours, r.best_anchor, r.anchor_name, "ns", r.goal);
 }
 
 } // namespace fibers_perf

@@ -216,5 +216,15 @@ int main(int argc, char** argv) {
     std::printf("%-32s %10s %16s\n", "", "ns", "x jump_fcontext");
     for (auto const& r : rows)
         std::printf("%-32s %10.2f %16.2f\n", r.name, r.best, r.best / anchor);
+    // For test/perf/collect.py.
+    std::printf("RESULT id=switch.switch_to figure=\"switch round trip, switch_to()\" fibers=%.2f anchor=%.2f "
+                "anchor_name=\"raw jump_fcontext\" unit=ns goal=-\n",
+                rows[2].best, rows[0].best);
+    std::printf("RESULT id=switch.switch_to_boost figure=\"switch round trip, switch_to()\" fibers=%.2f anchor=%.2f "
+                "anchor_name=\"boost::context::fiber\" unit=ns goal=-\n",
+                rows[2].best, rows[1].best);
+    std::printf("RESULT id=switch.switch_to_int figure=\"switch round trip, switch_to(int)\" fibers=%.2f "
+                "anchor=%.2f anchor_name=\"raw jump_fcontext\" unit=ns goal=-\n",
+                rows[3].best, rows[0].best);
     return 0;
 }
