@@ -54,11 +54,15 @@ std::size_t page_size() noexcept {
 // never unmapped, so a published record stays valid forever.
 
 // Big enough that a million default stacks need a few hundred arenas, small
-// enough that strict overcommit accounting rarely refuses it.
-constexpr std::size_t arena_reservation = std::size_t(1) << 30;
+// enough that strict overcommit accounting rarely refuses it. A 32-bit
+// process has 3 or 4 GiB of address space in all, and each stack size
+// reserves its own arenas, never unmapped: there an arena holds 256 default
+// stacks.
+constexpr std::size_t arena_reservation = sizeof(void*) >= 8 ? std::size_t(1) << 30 : std::size_t(64) << 20;
 
-// 16 TiB of stacks at 1 GiB per arena; arenas beyond that still work, their
-// overflows are then only recognised through the running fiber's bounds.
+// 16 TiB of stacks at 1 GiB per arena (1 TiB, more than a 32-bit address
+// space, at 64 MiB); arenas beyond that still work, their overflows are
+// then only recognised through the running fiber's bounds.
 constexpr std::size_t max_arena_records = 16384;
 
 struct arena_record {
