@@ -171,6 +171,28 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(exceptions)
 
+// A frame with a cleanup (the destructor) and no handler: on ARM EHABI the
+// unwinder pushes the exception on the runtime's propagating stack before
+// the cleanup runs and pops it after. (A frame that also has the handler
+// runs its destructors inside the handler's landing pad, not as a cleanup.)
+struct check_during_cleanup {
+    bool* checked;
+    ~check_during_cleanup() {
+        auto const& s = runtime_exception_state();
+        BOOST_TEST(s.uncaught == 1u);
+        BOOST_TEST(std::uncaught_exceptions() == 1);
+#if FIBERS_ARM_EHABI
+        BOOST_TEST(s.propagating != nullptr);
+#endif
+        *checked = true;
+    }
+};
+
+[[gnu::noinline]] void throw_through_cleanup(bool* checked) {
+    check_during_cleanup probe{checked};
+    throw first_error();
+}
+
 BOOST_AUTO_TEST_CASE(exception_state_layout_matches_the_runtime) {
     auto const& state = runtime_exception_state();
     BOOST_TEST(state.caught == nullptr);
@@ -191,24 +213,10 @@ BOOST_AUTO_TEST_CASE(exception_state_layout_matches_the_runtime) {
     BOOST_TEST(state.caught == nullptr);
 
     // Counted from the throw to the handler; on ARM EHABI the exception is
-    // also on the propagating stack while a cleanup (here, a destructor)
-    // runs.
-    struct during_unwinding {
-        bool* checked;
-        ~during_unwinding() {
-            auto const& s = runtime_exception_state();
-            BOOST_TEST(s.uncaught == 1u);
-            BOOST_TEST(std::uncaught_exceptions() == 1);
-#if FIBERS_ARM_EHABI
-            BOOST_TEST(s.propagating != nullptr);
-#endif
-            *checked = true;
-        }
-    };
+    // also on the propagating stack while a cleanup runs.
     bool checked = false;
     try {
-        during_unwinding probe{&checked};
-        throw first_error();
+        throw_through_cleanup(&checked);
     } catch (first_error const&) {
         BOOST_TEST(state.uncaught == 0u);
 #if FIBERS_ARM_EHABI
@@ -293,10 +301,10 @@ BOOST_AUTO_TEST_CASE(exceptions_held_in_catch_blocks_are_per_fiber) {
 }
 
 // Two exceptions unwind at the same time, one per fiber: each fiber's
-// destructor switches to the other in the middle of its unwinding. On ARM
+// cleanup switches to the other in the middle of its unwinding. On ARM
 // EHABI each cleanup also pushes the exception on the runtime's
 // propagating stack, and pops it when the cleanup ends; were that stack
-// shared, a fiber would resume the other fiber's exception.
+// shared, a fiber would go on unwinding with the other fiber's exception.
 struct switch_while_unwinding {
     fiber* to;
     int* uncaught_seen;
@@ -307,6 +315,12 @@ struct switch_while_unwinding {
     }
 };
 
+template <class Error>
+[[gnu::noinline]] void throw_through_switch(fiber* to, int* uncaught_seen) {
+    switch_while_unwinding guard{to, uncaught_seen};
+    throw Error();
+}
+
 BOOST_AUTO_TEST_CASE(exceptions_in_flight_are_per_fiber) {
     fiber root = fiber::current();
     fiber a, b;
@@ -314,8 +328,7 @@ BOOST_AUTO_TEST_CASE(exceptions_in_flight_are_per_fiber) {
     std::vector<std::string> caught;
     a = fiber([&] {
         try {
-            switch_while_unwinding guard{&b, &a_uncaught};
-            throw first_error();
+            throw_through_switch<first_error>(&b, &a_uncaught);
         } catch (std::exception const& e) {
             caught.push_back(std::string("a: ") + e.what());
         }
@@ -325,8 +338,7 @@ BOOST_AUTO_TEST_CASE(exceptions_in_flight_are_per_fiber) {
     b = fiber([&] {
         b_before_throw = std::uncaught_exceptions();
         try {
-            switch_while_unwinding guard{&a, &b_uncaught};
-            throw second_error();
+            throw_through_switch<second_error>(&a, &b_uncaught);
         } catch (std::exception const& e) {
             caught.push_back(std::string("b: ") + e.what());
         }
