@@ -54,11 +54,15 @@ std::size_t page_size() noexcept {
 // never unmapped, so a published record stays valid forever.
 
 // Big enough that a million default stacks need a few hundred arenas, small
-// enough that strict overcommit accounting rarely refuses it.
-constexpr std::size_t arena_reservation = std::size_t(1) << 30;
+// enough that strict overcommit accounting rarely refuses it. A 32-bit
+// process has 3 or 4 GiB of address space in all, and each stack size
+// reserves its own arenas, never unmapped: there an arena holds 256 default
+// stacks.
+constexpr std::size_t arena_reservation = sizeof(void*) >= 8 ? std::size_t(1) << 30 : std::size_t(64) << 20;
 
-// 16 TiB of stacks at 1 GiB per arena; arenas beyond that still work, their
-// overflows are then only recognised through the running fiber's bounds.
+// 16 TiB of stacks at 1 GiB per arena (1 TiB, more than a 32-bit address
+// space, at 64 MiB); arenas beyond that still work, their overflows are
+// then only recognised through the running fiber's bounds.
 constexpr std::size_t max_arena_records = 16384;
 
 struct arena_record {
@@ -99,6 +103,19 @@ std::size_t read_max_map_count() noexcept {
     return value;
 }
 
+// Whether the kernel refuses to read `p` for a system call, as it does for
+// a guard page; no signal is raised.
+bool reads_fault(void const* p) noexcept {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+        return false;
+    ssize_t const n = ::write(fds[1], p, 1);
+    bool const faulted = n < 0 && errno == EFAULT;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return faulted;
+}
+
 bool kernel_has_guard_markers() noexcept {
     std::size_t const page = page_size();
     void* const p = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -108,8 +125,11 @@ bool kernel_has_guard_markers() noexcept {
     do
         r = ::madvise(p, page, MADV_GUARD_INSTALL);
     while (r != 0 && (errno == EINTR || errno == EAGAIN));
+    // Success alone proves nothing: qemu-user answers 0 to advice it does
+    // not pass on, and the page would not fault.
+    bool const guarded = r == 0 && reads_fault(p);
     ::munmap(p, 2 * page);
-    return r == 0;
+    return guarded;
 }
 
 guard_config make_guard_config() noexcept {
@@ -131,8 +151,18 @@ guard_config const& guard() noexcept {
     return cfg;
 }
 
+// mprotect guards in place, never more than the budget.
 std::atomic<std::size_t> mprotect_guards{0};
 std::atomic<bool> unguarded_warned{false};
+
+bool take_from_budget(guard_config const& cfg) noexcept {
+    std::size_t n = mprotect_guards.load(std::memory_order_relaxed);
+    do {
+        if (n >= cfg.budget)
+            return false;
+    } while (!mprotect_guards.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    return true;
+}
 
 FIBERS_COLD void warn_unguarded(guard_config const& cfg) noexcept {
     if (unguarded_warned.exchange(true, std::memory_order_relaxed))
@@ -143,7 +173,9 @@ FIBERS_COLD void warn_unguarded(guard_config const& cfg) noexcept {
                  cfg.budget, cfg.max_map_count);
 }
 
-void install_guard(char* guard_page) noexcept {
+enum class guard_installed { marker, protection, none };
+
+guard_installed install_guard(char* guard_page) noexcept {
     std::size_t const page = page_size();
     guard_config const& cfg = guard();
     if (cfg.kind == stack_guard_kind::marker) {
@@ -152,12 +184,15 @@ void install_guard(char* guard_page) noexcept {
             r = ::madvise(guard_page, page, MADV_GUARD_INSTALL);
         while (r != 0 && (errno == EINTR || errno == EAGAIN));
         if (FIBERS_LIKELY(r == 0))
-            return;
+            return guard_installed::marker;
     }
-    if (mprotect_guards.fetch_add(1, std::memory_order_relaxed) < cfg.budget &&
-        ::mprotect(guard_page, page, PROT_NONE) == 0)
-        return;
+    if (take_from_budget(cfg)) {
+        if (::mprotect(guard_page, page, PROT_NONE) == 0)
+            return guard_installed::protection;
+        mprotect_guards.fetch_sub(1, std::memory_order_relaxed);
+    }
     warn_unguarded(cfg);
+    return guard_installed::none;
 }
 
 // ---------------------------------------------------------------------------
@@ -182,6 +217,18 @@ struct size_class {
     char* limit = nullptr;
     std::size_t carved = 0;
     std::size_t slots_per_arena;
+
+    // Which slots have an mprotect guard, one bit per slot of each arena.
+    // A slot whose memory goes back to the kernel gives its guard back to
+    // the budget, so that the budget limits the guarded stacks that exist,
+    // not those ever carved: after a burst beyond it, new stacks are
+    // guarded again. (A guard marker costs no mapping and stays.)
+    struct arena_guards {
+        char* base;
+        char* end;
+        std::vector<std::uint64_t> bits;
+    };
+    std::vector<arena_guards> arenas;
 };
 
 struct registry {
@@ -235,6 +282,12 @@ void map_arena(size_class& c) {
                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p != MAP_FAILED) {
             char* const base = static_cast<char*>(p);
+            try {
+                c.arenas.push_back({base, base + bytes, std::vector<std::uint64_t>((c.slots_per_arena + 63) / 64)});
+            } catch (...) {
+                ::munmap(p, bytes);
+                throw;
+            }
             // A transparent huge page would commit 2 MiB wherever a stack
             // touches its first bytes.
             ::madvise(base, bytes, MADV_NOHUGEPAGE);
@@ -266,15 +319,48 @@ char* carve(size_class& c) {
     return slot;
 }
 
-// Hands memory back to the kernel and the slots to the global list. The
-// guard survives MADV_DONTNEED in both forms: a protection is a property of
-// the mapping, a guard marker is kept by the kernel on zapping.
+// Called with c.mutex held: the bit of the slot whose guard page is
+// `guard_page`, or null for a slot outside the arenas.
+std::uint64_t* protection_word(size_class& c, char const* guard_page, std::uint64_t& mask) noexcept {
+    for (auto& a : c.arenas) {
+        if (guard_page >= a.base && guard_page < a.end) {
+            std::size_t const index = static_cast<std::size_t>(guard_page - a.base) / c.slot;
+            mask = std::uint64_t(1) << (index % 64);
+            return &a.bits[index / 64];
+        }
+    }
+    return nullptr;
+}
+
+// Gives a slot, not yet handed out, its guard page.
+void guard_slot(size_class& c, char* guard_page) noexcept {
+    if (install_guard(guard_page) != guard_installed::protection)
+        return;
+    std::lock_guard<std::mutex> lock(c.mutex);
+    std::uint64_t mask = 0;
+    if (std::uint64_t* word = protection_word(c, guard_page, mask))
+        *word |= mask;
+}
+
+// Hands memory back to the kernel and the slots to the global list. A guard
+// marker survives MADV_DONTNEED (the kernel keeps it on zapping) and stays
+// with the slot; an mprotect guard is lifted and goes back to the budget,
+// and the slot gets one again when it is reused.
 void release(size_class& c, char* const* lows, std::size_t n) noexcept {
+    std::size_t const page = page_size();
     for (std::size_t i = 0; i != n; ++i)
         ::madvise(lows[i], c.usable, MADV_DONTNEED);
     std::lock_guard<std::mutex> lock(c.mutex);
-    for (std::size_t i = 0; i != n; ++i)
+    for (std::size_t i = 0; i != n; ++i) {
+        char* const guard_page = lows[i] - page;
+        std::uint64_t mask = 0;
+        std::uint64_t* const word = protection_word(c, guard_page, mask);
+        if (word != nullptr && (*word & mask) != 0 && ::mprotect(guard_page, page, PROT_READ | PROT_WRITE) == 0) {
+            *word &= ~mask;
+            mprotect_guards.fetch_sub(1, std::memory_order_relaxed);
+        }
         c.released.push_back(lows[i]);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -381,6 +467,7 @@ FIBERS_NOINLINE boost::context::stack_context allocate_slow(std::size_t usable, 
     cache_bin* const b = tc != nullptr ? claim_bin(*tc, c) : nullptr;
     char* low = nullptr;
     char* slot = nullptr;
+    std::size_t refilled = 0;
     {
         std::lock_guard<std::mutex> lock(c.mutex);
         if (!c.released.empty()) {
@@ -389,20 +476,30 @@ FIBERS_NOINLINE boost::context::stack_context allocate_slow(std::size_t usable, 
             if (b != nullptr) {
                 // A few more now spare the next allocations the lock; the
                 // most recently released end up on top of the cache.
-                std::size_t const n = std::min({c.released.size(), thread_stack_cache_capacity / 2 - 1,
-                                                thread_stack_cache_capacity - b->count});
-                std::copy(c.released.end() - static_cast<std::ptrdiff_t>(n), c.released.end(), b->lows + b->count);
-                b->count += n;
-                c.released.resize(c.released.size() - n);
+                refilled = std::min({c.released.size(), thread_stack_cache_capacity / 2 - 1,
+                                     thread_stack_cache_capacity - b->count});
+                std::copy(c.released.end() - static_cast<std::ptrdiff_t>(refilled), c.released.end(),
+                          b->lows + b->count);
+                b->count += refilled;
+                c.released.resize(c.released.size() - refilled);
             }
         } else {
             slot = carve(c);
         }
     }
-    if (low != nullptr)
+    std::size_t const page = page_size();
+    if (low != nullptr) {
+        // Released slots kept their guard markers, but gave their mprotect
+        // guards back.
+        if (guard().kind == stack_guard_kind::mprotect) {
+            guard_slot(c, low - page);
+            for (std::size_t i = 0; i != refilled; ++i)
+                guard_slot(c, b->lows[b->count - 1 - i] - page);
+        }
         return make_context(low, usable, true);
-    install_guard(slot);
-    return make_context(slot + page_size(), usable, false);
+    }
+    guard_slot(c, slot);
+    return make_context(slot + page, usable, false);
 }
 
 FIBERS_NOINLINE void deallocate_slow(char* low, std::size_t usable, thread_cache* tc) noexcept {

@@ -162,6 +162,9 @@ std::vector<mapping> read_maps() {
             out.push_back(m);
         }
     }
+    // The kernel lists mappings in address order; qemu-user, which makes
+    // up the file for its guest, not always.
+    std::sort(out.begin(), out.end(), [](mapping const& a, mapping const& b) { return a.start < b.start; });
     return out;
 }
 
@@ -180,6 +183,32 @@ std::string vm_flags_at(void const* addr) {
             return line.substr(8) + " ";
     }
     return "";
+}
+
+// Whether the kernel refuses to read the byte at p for a system call, as
+// for a guard page. Not from /proc/self/maps: qemu-user, which makes that
+// file up for its guest, shows a 32-bit guest's PROT_NONE page next to
+// unmapped space as unmapped.
+bool unreadable(void const* p) {
+    static int fds[2] = {-1, -1};
+    if (fds[0] < 0)
+        BOOST_TEST_REQUIRE(::pipe(fds) == 0);
+    if (::write(fds[1], p, 1) == 1) {
+        char byte;
+        BOOST_TEST_REQUIRE(::read(fds[0], &byte, 1) == 1);
+        return false;
+    }
+    return errno == EFAULT;
+}
+
+// qemu-user answers 0 to madvise advice it does not pass on to the kernel,
+// MADV_NOHUGEPAGE among them; advice that no kernel knows tells.
+bool madvise_reaches_the_kernel() {
+    void* const p = ::mmap(nullptr, page(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    BOOST_TEST_REQUIRE(p != MAP_FAILED);
+    int const r = ::madvise(p, page(), 0x7ffe);
+    ::munmap(p, page());
+    return r != 0;
 }
 
 std::string perms_at(std::vector<mapping> const& maps, void const* addr) {
@@ -378,7 +407,10 @@ BOOST_AUTO_TEST_CASE(allocate_deallocate_round_trip) {
         // Reserved, not committed, and never backed by huge pages.
         std::string const flags = vm_flags_at(low_of(s));
         BOOST_TEST(flags.find(" nr ") != std::string::npos, "VmFlags:" << flags);
-        BOOST_TEST(flags.find(" nh ") != std::string::npos, "VmFlags:" << flags);
+        if (madvise_reaches_the_kernel())
+            BOOST_TEST(flags.find(" nh ") != std::string::npos, "VmFlags:" << flags);
+        else
+            BOOST_TEST_MESSAGE("madvise advice does not reach the kernel here: MADV_NOHUGEPAGE is not checked");
         a.deallocate(s);
     }
 }
@@ -714,7 +746,8 @@ BOOST_AUTO_TEST_CASE(guard_page_faults) {
 }
 
 BOOST_AUTO_TEST_CASE(many_stacks_alive_at_once) {
-    std::size_t const n = 100000;
+    // 26 GB of address space; a 32-bit process holds 4000 of these stacks.
+    std::size_t const n = sizeof(void*) >= 8 ? 100000 : 4000;
     fibers::arena_stack a;
     std::size_t const maps_before = count_mappings();
     std::vector<ctx::stack_context> v;
@@ -777,7 +810,7 @@ BOOST_AUTO_TEST_CASE(mprotect_mode_child, *boost::unit_test::disabled()) {
     ctx::stack_context s = a.allocate();
     char* const lo = low_of(s);
     std::vector<mapping> maps = read_maps();
-    BOOST_TEST(perms_at(maps, lo - 1).substr(0, 3) == "---");
+    BOOST_TEST(unreadable(lo - 1));
     BOOST_TEST(perms_at(maps, lo).substr(0, 2) == "rw");
     BOOST_TEST(touch_in_child(lo - 1, SEGV_ACCERR) == 10);
 
@@ -800,7 +833,7 @@ BOOST_AUTO_TEST_CASE(mprotect_mode_child, *boost::unit_test::disabled()) {
     std::size_t guarded = 0, unguarded = 0;
     bool order_ok = true;
     for (auto const& t : v) {
-        bool const g = perms_at(maps, low_of(t) - 1).substr(0, 3) == "---";
+        bool const g = unreadable(low_of(t) - 1);
         if (g && unguarded != 0)
             order_ok = false;
         (g ? guarded : unguarded) += 1;
@@ -811,6 +844,19 @@ BOOST_AUTO_TEST_CASE(mprotect_mode_child, *boost::unit_test::disabled()) {
     for (auto& t : v)
         a.deallocate(t);
     a.deallocate(s);
+
+    // The budget counts the guards that exist: stacks given back to the
+    // kernel give theirs back, and the next stacks are guarded again.
+    fd::flush_thread_stack_cache();
+    v.clear();
+    for (int i = 0; i != 100; ++i)
+        v.push_back(a.allocate());
+    std::size_t guarded_again = 0;
+    for (auto const& t : v)
+        guarded_again += unreadable(low_of(t) - 1) ? 1 : 0;
+    BOOST_TEST(guarded_again == v.size());
+    for (auto& t : v)
+        a.deallocate(t);
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,14 @@
 # Installs the library into a scratch prefix, then builds and runs a
 # consumer project against it with find_package(fibers), and once more
 # with add_subdirectory. Also configures the whole project as if Boost.Fiber
-# were not installed: it is only an anchor for two benchmarks.
+# were not installed: it is only an anchor for two benchmarks. A cross
+# build passes its toolchain file, where Boost is (CMAKE_PREFIX_PATH) and
+# the emulator that runs the consumers.
+set(toolchain)
+if(CMAKE_TOOLCHAIN_FILE)
+    set(toolchain -DCMAKE_TOOLCHAIN_FILE=${CMAKE_TOOLCHAIN_FILE})
+endif()
+
 function(run)
     execute_process(COMMAND ${ARGV} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE out)
     if(NOT status EQUAL 0)
@@ -20,19 +27,20 @@ foreach(header fibers/fibers.hpp fibers/fiber.hpp)
 endforeach()
 
 set(consumer ${FIBERS_SOURCE_DIR}/test/cmake/consumer)
-run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/by_package -DCMAKE_PREFIX_PATH=${prefix}
-    -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/by_package -Dfibers_ROOT=${prefix}
+    "-DCMAKE_PREFIX_PATH=${CMAKE_PREFIX_PATH}" -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} ${toolchain})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/by_package)
-run(${WORK_DIR}/by_package/consumer)
+run(${EMULATOR} ${WORK_DIR}/by_package/consumer)
 
 run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/by_subdirectory -DFIBERS_SOURCE_DIR=${FIBERS_SOURCE_DIR}
-    -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+    "-DCMAKE_PREFIX_PATH=${CMAKE_PREFIX_PATH}" -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER} ${toolchain})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/by_subdirectory)
-run(${WORK_DIR}/by_subdirectory/consumer)
+run(${EMULATOR} ${WORK_DIR}/by_subdirectory/consumer)
 message(STATUS "find_package and add_subdirectory consumers built and ran")
 
 run(${CMAKE_COMMAND} -S ${FIBERS_SOURCE_DIR} -B ${WORK_DIR}/without_boost_fiber
-    -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+    -DCMAKE_DISABLE_FIND_PACKAGE_boost_fiber=ON -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}
+    "-DCMAKE_PREFIX_PATH=${CMAKE_PREFIX_PATH}" ${toolchain})
 if(NOT output MATCHES "Boost.Fiber not found[^\n]*perf_hub and perf_sync are skipped")
     message(FATAL_ERROR "configured without Boost.Fiber, but did not say which benchmarks it skips:\n${output}")
 endif()

@@ -10,6 +10,10 @@
 #include <boost/context/detail/fcontext.hpp>
 #include <boost/context/stack_context.hpp>
 
+#if defined(__arm__) && defined(__GNUC__) && !defined(__clang__)
+#include <unwind.h> // __ARM_EABI_UNWINDER__, checked below
+#endif
+
 #include <any>
 #include <atomic>
 #include <cstddef>
@@ -35,16 +39,31 @@ enum class fiber_status : std::uint8_t {
 
 // What a thread saves of the C++ runtime's exception-handling state so that
 // each fiber has its own: the stack of caught exceptions (for `throw;` and
-// std::current_exception()) and the uncaught-exception count. It mirrors the
-// runtime's per-thread record (libstdc++ and libc++abi lay it out alike) and
-// is copied whole, padding included: one move each way on 64-bit targets.
+// std::current_exception()), the uncaught-exception count and, with ARM
+// EHABI, the stack of exceptions whose cleanups (destructors) are running.
+// It mirrors the runtime's per-thread record, __cxa_eh_globals, which
+// <cxxabi.h> leaves incomplete; libstdc++ (libsupc++/unwind-cxx.h) and
+// libc++abi (cxa_exception.h) lay it out alike, with the third field under
+// the condition below. It is copied whole, padding included: one move each
+// way on 64-bit targets. test/test_arch.cpp checks each field against the
+// runtime on every architecture the project is built for.
+#if defined(__arm__) && defined(__ARM_EABI__) && !defined(__USING_SJLJ_EXCEPTIONS__) && !defined(__ARM_DWARF_EH__)
+#define FIBERS_ARM_EHABI 1
+#else
+#define FIBERS_ARM_EHABI 0
+#endif
+#if defined(__arm__) && defined(__GNUC__) && !defined(__clang__) && FIBERS_ARM_EHABI != defined(__ARM_EABI_UNWINDER__)
+#error "libstdc++ keeps a third field in __cxa_eh_globals exactly when GCC's <unwind.h> defines __ARM_EABI_UNWINDER__"
+#endif
 struct exception_state {
     void* caught = nullptr;
     unsigned int uncaught = 0;
-#if defined(__arm__)
-    void* propagating = nullptr; // ARM EHABI keeps a third field
+#if FIBERS_ARM_EHABI
+    void* propagating = nullptr;
 #endif
 };
+static_assert(sizeof(exception_state) == (FIBERS_ARM_EHABI ? 3 : 2) * sizeof(void*),
+              "exception_state must have the size of the runtime's __cxa_eh_globals");
 
 // The shared state behind `fiber` handles. Reference counted: every handle
 // but those on the fiber's own stack, every child (through its parent link)
