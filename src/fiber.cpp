@@ -224,7 +224,7 @@ inline void check_switch(thread_state const& ts, fiber_record const* target) {
     if (FIBERS_UNLIKELY(ts.no_switch_depth != 0 || target == nullptr || target->anchor != ts.anchor ||
                         target == ts.current ||
                         target->status.load(std::memory_order_relaxed) == fiber_status::ended ||
-                        (target->only_switched_by != nullptr && target->only_switched_by != ts.current)))
+                        !target->accepts_switch_from(ts.current)))
         reject_switch(ts, target);
 }
 
@@ -309,6 +309,10 @@ fiber_record::~fiber_record() {
     if (anchor != nullptr)
         release_anchor(anchor);
 }
+
+bool fiber_record::accepts_switch_from(fiber_record const*) const noexcept { return true; }
+
+bool fiber_record::accepts_any_switcher() const noexcept { return true; }
 
 std::size_t fiber_record::describe(char* buffer, std::size_t capacity) const noexcept {
     // "fiber 0x...", written by hand: this runs in a signal handler too.
@@ -395,7 +399,7 @@ void thread_state::start(fiber_record* target) {
 #endif
     add_reference(target);
     target->status.store(fiber_status::started, std::memory_order_relaxed);
-    if (target->only_switched_by == nullptr)
+    if (target->accepts_any_switcher())
         target->switch_key = target->anchor;
 }
 
@@ -649,8 +653,9 @@ void fiber::set_parent(fiber p) {
         throw std::invalid_argument("fibers: the parent belongs to another thread");
     if (next->status.load(std::memory_order_relaxed) == fiber_status::ended)
         throw std::invalid_argument("fibers: the parent has ended");
-    // A task is its hub's: its end returns there, and only the hub resumes it.
-    if (record_->only_switched_by != nullptr && next != record_->only_switched_by)
+    // A fiber that only some may switch to (a task: its hub) takes only such
+    // a parent: its end returns there.
+    if (!record_->accepts_switch_from(next))
         throw error("fibers: only its hub may be a task's parent");
     for (detail::fiber_record const* q = next; q != nullptr; q = q->parent)
         if (q == record_)

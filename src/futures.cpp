@@ -524,8 +524,7 @@ struct fiber_pool::state : std::enable_shared_from_this<fiber_pool::state> {
     }
 
     bool on_hub_thread() const noexcept {
-        detail::thread_state const* ts = detail::current_thread_state;
-        return ts != nullptr && ts->hub == mailbox->owner && mailbox->open.load(std::memory_order_acquire);
+        return detail::thread_hub == mailbox->owner && mailbox->open.load(std::memory_order_acquire);
     }
     void work();
     // A worker is gone; called with the lock held, returns with it released.

@@ -1,7 +1,7 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
-#include "hub_internals.hpp"
+#include "task_internals.hpp"
 
 #include <fibers/log.hpp>
 #include <fibers/switch_back.hpp>
@@ -81,7 +81,6 @@ struct timed_joiner final : join_waiter {
 } // namespace
 
 task_record::task_record() noexcept {
-    is_task = true;
     start_entry.task = this;
     start_entry.take = &take_start;
     cancel_entry.task = this;
@@ -97,8 +96,6 @@ void task_record::unqueue_entries() noexcept {
 
 task_record::~task_record() {
     unqueue_entries();
-    if (owner != nullptr)
-        hub_access::forget_task(*owner, this);
     if (mailbox != nullptr)
         mailbox->release();
 }
@@ -140,21 +137,37 @@ std::size_t task_record::describe(char* buffer, std::size_t capacity) const noex
     return n;
 }
 
+void task_record::ended_unrun() noexcept { end_task(*this); }
+
+bool task_record::rearm_interruption(std::exception_ptr const& e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (task_cancellation const& c) {
+        if (c.task != this)
+            return false;
+    } catch (...) {
+        return false;
+    }
+    cancel_requested = true;
+    if (!cancel_entry.queued())
+        hub_access::push(*owner, cancel_entry);
+    return true;
+}
+
 void attach_task(task_record* record, std::string name, hub* on) {
-    std::unique_ptr<task_record> owned(record);
-    hub& h = on != nullptr ? *on : get_hub();
-    if (!hub_access::on_own_thread(h))
-        throw std::invalid_argument("fibers: a task belongs to the hub of the thread that makes it");
-    if (!hub_access::is_open(h))
-        throw error("fibers: the hub is closed");
+    hub* h = on;
+    try {
+        if (h == nullptr)
+            h = &get_hub();
+    } catch (...) {
+        delete record;
+        throw;
+    }
     record->given_name = std::move(name);
-    record->number = hub_access::next_task_number(h);
-    record->only_switched_by = hub_access::record(h);
-    attach_new_fiber(owned.release(), hub_access::record(h));
-    record->owner = &h;
-    record->mailbox = &hub_access::mailbox(h);
+    hub_access::schedule(*h, record); // deletes it if it throws
+    record->number = hub_access::next_task_number(*h);
+    record->mailbox = &hub_access::mailbox(*h);
     record->mailbox->add_reference();
-    hub_access::link_task(h, record);
 }
 
 std::any run_as_task(std::any (*invoke)(void*), void* target) {
@@ -200,7 +213,7 @@ void end_task(task_record& t) noexcept {
     }
     t.unqueue_entries();
     if (t.owner != nullptr)
-        hub_access::release_task(*t.owner, &t);
+        hub_access::release(*t.owner, &t);
 }
 
 void sleep_for(std::chrono::nanoseconds d) {
@@ -239,7 +252,7 @@ void task::start() {
     if (!hub_access::is_open(*t.owner))
         throw error("fibers: the hub is closed");
     t.start_requested = true;
-    hub_access::adopt_task(*t.owner, &t);
+    hub_access::adopt(*t.owner, &t);
     hub_access::push(*t.owner, t.start_entry);
 }
 
@@ -266,7 +279,7 @@ void task::cancel(std::string message) {
     t.cancel_requested = true;
     if (!t.start_requested) {
         t.start_requested = true;
-        hub_access::adopt_task(*t.owner, &t);
+        hub_access::adopt(*t.owner, &t);
     }
     if (!t.cancel_entry.queued())
         hub_access::push(*t.owner, t.cancel_entry);
@@ -340,7 +353,7 @@ fiber current_fiber() { return fiber::current(); }
 
 task current_task() {
     detail::thread_state const* ts = detail::current_thread_state;
-    if (ts == nullptr || !ts->current->is_task)
+    if (ts == nullptr || dynamic_cast<detail::task_record*>(ts->current) == nullptr)
         return task();
     return task(detail::fiber_access::share(ts->current));
 }

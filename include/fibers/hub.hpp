@@ -31,7 +31,9 @@ class hub;
 namespace detail {
 struct hub_access;
 struct hub_signals;
-class task_record;
+class scheduled_fiber;
+// The calling fiber's turn goes to every entry queued before it:
+// sleep(0s).
 void give_turn(hub& h);
 
 // The switches the hub dispatches: inline, so that the resumed fiber
@@ -205,6 +207,7 @@ private:
     enum class hub_state : std::uint8_t { open, closing, closed };
 
     hub();
+    static hub& make_for_this_thread();
     // Queues `e` on the hub's own thread, behind what other threads queued
     // before: one order, as Gruvi's single queue has.
     FIBERS_ALWAYS_INLINE void push_here(detail::ready_entry& e) noexcept {
@@ -219,6 +222,25 @@ private:
     FIBERS_ALWAYS_INLINE void take_earlier_remote() noexcept {
         if (FIBERS_UNLIKELY(mailbox_->pending.load(std::memory_order_relaxed)))
             take_remote();
+    }
+    // The hub's dispatch rule, one for its loop and for the hand-off of a
+    // fiber that waits on it: the next ready entry goes now unless work
+    // from other threads is pending or a look at I/O is due
+    // (ready_between_polls dispatches since the last); a callback only in
+    // the hub fiber (`callbacks_too`). Pops and counts it; else null, and
+    // the hub fiber sees to what is due.
+    FIBERS_ALWAYS_INLINE detail::ready_entry* next_to_dispatch(bool callbacks_too) noexcept {
+        detail::ready_entry* e = ready_.front();
+        if (e == nullptr || (!callbacks_too && e->take == nullptr) || dispatched_ >= ready_between_polls ||
+            mailbox_->pending.load(std::memory_order_relaxed))
+            return nullptr;
+        ready_.pop_front();
+        ++dispatched_;
+        return e;
+    }
+    // Whether a taken resumption still has a fiber to resume.
+    static FIBERS_ALWAYS_INLINE bool has_fiber_to_resume(detail::resumption const& r) noexcept {
+        return r.target != nullptr && r.target->status.load(std::memory_order_relaxed) != detail::fiber_status::ended;
     }
     void post(detail::ready_entry* owned_entry);
     std::any switch_to_slowly();
@@ -236,8 +258,8 @@ private:
     void shut_down() noexcept;
     // No more work from other threads, and the state leaves `open`.
     void stop_accepting() noexcept;
-    void link_task(detail::task_record* t) noexcept;
-    void unlink_task(detail::task_record* t) noexcept;
+    void link_scheduled(detail::scheduled_fiber* f) noexcept;
+    void unlink_scheduled(detail::scheduled_fiber* f) noexcept;
     void detach_everything() noexcept;
     // Another thread's handed-back fiber references no longer wake this hub.
     void forget_anchor_wake() noexcept;
@@ -262,7 +284,7 @@ private:
     std::atomic<bool> ignore_interrupt_{false};
 
     std::uint64_t tasks_made_ = 0;                // names "Fiber-N"
-    detail::task_record* newest_task_ = nullptr;  // its tasks that have not ended
+    detail::scheduled_fiber* newest_scheduled_ = nullptr; // its tasks that have not ended
 };
 
 /// The calling thread's hub (= hub::get()).
@@ -277,14 +299,9 @@ FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
         return switch_to_slowly();
     // Until the hub fiber runs, a task would end into the root rather than
     // into it: hand-offs start once it has.
-    while (detail::ready_entry* e = loop_running_ ? ready_.front() : nullptr) {
-        if (e->take == nullptr || dispatched_ >= ready_between_polls ||
-            mailbox_->pending.load(std::memory_order_relaxed))
-            break;
-        ready_.pop_front();
-        ++dispatched_;
+    while (detail::ready_entry* e = loop_running_ ? next_to_dispatch(false) : nullptr) {
         detail::resumption r = e->take(*e);
-        if (r.target == nullptr || r.target->status.load(std::memory_order_relaxed) == detail::fiber_status::ended)
+        if (!has_fiber_to_resume(r))
             continue;
         if (r.target == ts->current)
             return detail::take_own(r);
@@ -292,6 +309,41 @@ FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
     }
     return fiber_.switch_to();
 }
+
+namespace detail {
+
+// sleep(0s): the caller goes to the back of its hub's run queue. Inline, as
+// the hub's switch is.
+struct yield_entry final : ready_entry {
+    fiber_record* waiting;
+    bool ran = false;
+    explicit yield_entry(fiber_record* w) noexcept : waiting(w) {
+        take = [](ready_entry& e) -> resumption {
+            auto& self = static_cast<yield_entry&>(e);
+            self.ran = true;
+            return {self.waiting};
+        };
+    }
+    yield_entry(yield_entry const&) = delete;
+    yield_entry& operator=(yield_entry const&) = delete;
+    ~yield_entry() {
+        if (queued())
+            ready_queue::erase(*this);
+    }
+};
+
+FIBERS_ALWAYS_INLINE void give_turn(hub& h) {
+    // What other threads queued first goes first; before the entry is made,
+    // which then lives in registers until it is linked.
+    h.take_earlier_remote();
+    yield_entry entry(current_thread_state->current);
+    h.ready_.push_back(entry); // hub::switch_to checks the rest; the entry unlinks itself if it throws
+    do // it has not run yet: the hub runs what is queued
+        h.switch_to();
+    while (!entry.ran);
+}
+
+} // namespace detail
 
 template <class Fn>
 void detail::callback_entry<Fn>::run_and_delete(ready_entry& e) {

@@ -82,6 +82,12 @@ public:
     virtual void deallocate_stack(boost::context::stack_context& stack) noexcept = 0;
     // Writes a short name for messages; async-signal-safe (no allocation).
     virtual std::size_t describe(char* buffer, std::size_t capacity) const noexcept;
+    // Whether `switcher`, a fiber of the same thread, may switch to this one
+    // (or become its parent). Asked on the checked path only: the inline
+    // path relies on switch_key, which a fiber gets at its start only if it
+    // accepts any switcher.
+    virtual bool accepts_switch_from(fiber_record const* switcher) const noexcept;
+    virtual bool accepts_any_switcher() const noexcept;
 
     // Read on every switch: kept together at the front.
     boost::context::detail::fcontext_t context = nullptr;
@@ -94,11 +100,12 @@ public:
     bool is_root = false;
     exception_state saved_exceptions;
 
-    thread_anchor* anchor = nullptr;                 // identifies the owner thread, outlives it
-    fiber_record const* only_switched_by = nullptr;  // tasks: only their hub may switch to them
+    thread_anchor* anchor = nullptr; // identifies the owner thread, outlives it
+    // Non-null: switchpoint() in this fiber throws fibers::error with this
+    // message (a fiber that must never wait, such as a scheduler's own).
+    char const* switchpoint_refusal = nullptr;
 
     bool has_locals = false;        // holds a fibers::local value: destroy them at its end
-    bool is_task = false;           // a task_record
     fiber_record* parent = nullptr; // strong; the owner writes it under the anchor's mutex
     boost::context::stack_context stack{};
     // The same stack for handles on any thread: its top and size from just
