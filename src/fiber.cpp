@@ -2,8 +2,9 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #include "fiber_internals.hpp"
+#include "format.hpp"
 
-#include <fibers/detail/stack_overflow.hpp>
+#include "stack_overflow.hpp"
 #include <fibers/fiber.hpp>
 #include <fibers/log.hpp>
 
@@ -77,12 +78,7 @@ public:
     boost::context::stack_context allocate_stack() override { fatal("the root fiber has no stack to allocate"); }
     void deallocate_stack(boost::context::stack_context&) noexcept override {}
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
-        char const name[] = "root";
-        std::size_t n = capacity ? std::min(capacity - 1, sizeof name - 1) : 0;
-        std::memcpy(buffer, name, n);
-        if (capacity)
-            buffer[n] = '\0';
-        return n;
+        return text_writer(buffer, capacity).put("root").size();
     }
 };
 
@@ -315,24 +311,7 @@ bool fiber_record::accepts_switch_from(fiber_record const*) const noexcept { ret
 bool fiber_record::accepts_any_switcher() const noexcept { return true; }
 
 std::size_t fiber_record::describe(char* buffer, std::size_t capacity) const noexcept {
-    // "fiber 0x...", written by hand: this runs in a signal handler too.
-    char text[32] = "fiber 0x";
-    std::size_t n = 8;
-    auto address = reinterpret_cast<std::uintptr_t>(this);
-    char digits[2 * sizeof address];
-    std::size_t count = 0;
-    do {
-        digits[count++] = "0123456789abcdef"[address & 0xf];
-        address >>= 4;
-    } while (address != 0);
-    while (count > 0)
-        text[n++] = digits[--count];
-    if (capacity == 0)
-        return 0;
-    std::size_t length = std::min(n, capacity - 1);
-    std::memcpy(buffer, text, length);
-    buffer[length] = '\0';
-    return length;
+    return text_writer(buffer, capacity).put("fiber ").put_hex(reinterpret_cast<std::uintptr_t>(this)).size();
 }
 
 thread_state& this_thread_state() { return state(); }

@@ -1,6 +1,7 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "format.hpp"
 #include "hub_internals.hpp"
 
 #include <fibers/hub.hpp>
@@ -38,13 +39,7 @@ thread_local std::unique_ptr<hub> thread_hub_owner;
 class hub_fiber_base : public fiber_record {
 public:
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
-        char const name[] = "Hub";
-        if (capacity == 0)
-            return 0;
-        std::size_t n = std::min(capacity - 1, sizeof name - 1);
-        std::memcpy(buffer, name, n);
-        buffer[n] = '\0';
-        return n;
+        return text_writer(buffer, capacity).put("Hub").size();
     }
 };
 
@@ -71,7 +66,7 @@ bool hub_access::retract(hub& h, ready_entry& e) noexcept {
         ready_queue::erase(e);
         return true;
     }
-    hub_mailbox& m = *h.mailbox_;
+    hub_mailbox& m = mailbox(h);
     std::lock_guard<std::mutex> lock(m.mutex);
     auto const at = std::find(m.entries.begin(), m.entries.end(), &e);
     if (at == m.entries.end())
@@ -236,7 +231,7 @@ hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
             if (m != nullptr)
                 m->release();
         }
-    } on_failure{mailbox_};
+    } on_failure{&hub_access::mailbox(*this)};
     thread_ = &detail::this_thread_state();
     signals_ = std::make_unique<detail::hub_signals>(io_);
     auto body = [this] { run_loop(); };
@@ -264,7 +259,7 @@ hub::~hub() {
     struct release_mailbox {
         detail::hub_mailbox* m;
         ~release_mailbox() { m->release(); }
-    } at_end{mailbox_};
+    } at_end{&hub_access::mailbox(*this)};
     if (detail::thread_hub == this)
         detail::thread_hub = nullptr;
     if (state_.load(std::memory_order_acquire) == hub_state::closed)
@@ -299,7 +294,7 @@ std::any hub::switch_to_slowly() {
 }
 
 void hub::post(detail::ready_entry* owned_entry) {
-    if (!hub_access::push_from_anywhere(*mailbox_, *owned_entry)) {
+    if (!hub_access::push_from_anywhere(hub_access::mailbox(*this), *owned_entry)) {
         owned_entry->discard(*owned_entry);
         throw error("fibers: run_callback on a closed hub");
     }
@@ -431,8 +426,8 @@ void hub::wait_for_work() {
 }
 
 bool hub::set_spinning(bool spinning) noexcept {
-    std::lock_guard<std::mutex> lock(mailbox_->mutex);
-    mailbox_->spinning = spinning;
+    std::lock_guard<std::mutex> lock(hub_access::mailbox(*this).mutex);
+    hub_access::mailbox(*this).spinning = spinning;
     return mailbox_->pending.load(std::memory_order_relaxed);
 }
 
@@ -449,10 +444,10 @@ void hub::idle_spin(std::chrono::nanoseconds budget) {
 void hub::take_remote() noexcept {
     std::vector<detail::ready_entry*> batch;
     {
-        std::lock_guard<std::mutex> lock(mailbox_->mutex);
-        batch.swap(mailbox_->entries);
+        std::lock_guard<std::mutex> lock(hub_access::mailbox(*this).mutex);
+        batch.swap(hub_access::mailbox(*this).entries);
         mailbox_->pending.store(false, std::memory_order_relaxed);
-        mailbox_->wake_posted = false;
+        hub_access::mailbox(*this).wake_posted = false;
     }
     for (detail::ready_entry* e : batch)
         ready_.push_back(*e);
@@ -525,8 +520,8 @@ void hub::detach_everything() noexcept {
 }
 
 void hub::stop_accepting() noexcept {
-    std::lock_guard<std::mutex> lock(mailbox_->mutex);
-    mailbox_->open.store(false, std::memory_order_release);
+    std::lock_guard<std::mutex> lock(hub_access::mailbox(*this).mutex);
+    hub_access::mailbox(*this).open.store(false, std::memory_order_release);
     hub_state expected = hub_state::open;
     state_.compare_exchange_strong(expected, hub_state::closing, std::memory_order_acq_rel);
 }

@@ -13,9 +13,39 @@
 #include <fibers/hub.hpp>
 
 #include <any>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
 #include <exception>
 
 namespace fibers::detail {
+
+// Where other threads queue work for a hub. Counted, and shared with what
+// may outlive the hub (a switch_back's state, an operation's handler): once
+// closed, under its lock, by a closing hub, nothing reaches the hub through
+// it any more.
+struct hub_mailbox final : mailbox_flag {
+    explicit hub_mailbox(hub* h) noexcept : owner(h) {}
+    hub_mailbox(hub_mailbox const&) = delete;
+    hub_mailbox& operator=(hub_mailbox const&) = delete;
+    void add_reference() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            delete this;
+    }
+
+    hub* const owner; // dereferenced only while open
+    std::atomic<std::uint32_t> references{1};
+    std::atomic<bool> open{true};    // written under the mutex
+    std::mutex mutex;
+    std::vector<ready_entry*> entries; // guarded; `pending` says whether empty
+    bool wake_posted = false;          // guarded
+    // guarded: the hub is in its idle spin, which watches `pending`, so a
+    // push needs no wake through the loop (an eventfd write, and Asio's
+    // mutex, which the spin's polls hold often).
+    bool spinning = false;
+};
 
 // The calling thread's hub once made (until it is destroyed), else null.
 extern __thread hub* thread_hub FIBERS_INITIAL_EXEC_TLS;
@@ -32,7 +62,7 @@ struct hub_access {
     static void push(hub& h, ready_entry& e) noexcept { h.push_here(e); }
     // From any thread; false (and nothing queued) if the hub has closed.
     static bool push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept;
-    static hub_mailbox& mailbox(hub const& h) noexcept { return *h.mailbox_; }
+    static hub_mailbox& mailbox(hub const& h) noexcept { return static_cast<hub_mailbox&>(*h.mailbox_); }
     // On the hub's thread: takes back an entry pushed (from any thread) and
     // not yet run, wherever it waits: the run queue or the mailbox. Whether
     // it was there.

@@ -1,6 +1,7 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "format.hpp"
 #include "task_internals.hpp"
 
 #include <fibers/log.hpp>
@@ -109,32 +110,13 @@ std::string const& task_record::name() const {
 }
 
 std::size_t task_record::describe(char* buffer, std::size_t capacity) const noexcept {
-    // By hand, without allocating: this also runs in a signal handler.
-    if (capacity == 0)
-        return 0;
-    std::size_t n = 0;
-    auto put = [&](char c) {
-        if (n + 1 < capacity)
-            buffer[n++] = c;
-    };
-    if (!given_name.empty()) {
-        for (char c : given_name)
-            put(c);
-    } else {
-        for (char c : {'F', 'i', 'b', 'e', 'r', '-'})
-            put(c);
-        char digits[24];
-        std::size_t count = 0;
-        std::uint64_t v = number;
-        do {
-            digits[count++] = static_cast<char>('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        while (count > 0)
-            put(digits[--count]);
-    }
-    buffer[n] = '\0';
-    return n;
+    // Without allocating: this also runs in a signal handler.
+    text_writer out(buffer, capacity);
+    if (!given_name.empty())
+        out.put(given_name.data(), given_name.size());
+    else
+        out.put("Fiber-").put_dec(number);
+    return out.size();
 }
 
 void task_record::ended_unrun() noexcept { end_task(*this); }

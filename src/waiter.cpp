@@ -4,6 +4,7 @@
 #include "hub_internals.hpp"
 
 #include <fibers/detail/waiter.hpp>
+#include <fibers/switch_back.hpp>
 #include <fibers/switchpoint.hpp>
 
 namespace fibers::detail {

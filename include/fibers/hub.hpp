@@ -16,13 +16,11 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
-#include <vector>
 
 namespace fibers {
 
@@ -53,17 +51,6 @@ FIBERS_ALWAYS_INLINE std::any resume(thread_state& ts, resumption& r) {
     return resume_slowly(ts, r);
 }
 
-// The rule for an exception thrown into a waiting fiber (task::cancel's
-// `cancelled`, keyboard_interrupt, a switch_back's throw_to) that reaches
-// it after what it waited for had come: the wait returns what it got, and
-// the exception is thrown into the fiber at its next wait on its hub
-// instead, so that nothing completed is lost. Queues it for that, or, for a
-// task's own cancellation, re-arms the cancellation (later cancels merge
-// with it), and returns true. False, with nothing queued, when it must
-// propagate at once: it unwinds a dropped fiber, the fiber has no live hub
-// to wait on, or another such exception is pending for it already.
-bool defer_interruption(std::exception_ptr const& e) noexcept;
-
 // A resumption of the running fiber itself: nothing to switch.
 inline std::any take_own(resumption& r) {
     if (r.error)
@@ -71,32 +58,12 @@ inline std::any take_own(resumption& r) {
     return r.value != nullptr ? std::move(*r.value) : std::any();
 }
 
-// Where other threads queue work for a hub. Counted, and shared with what
-// may outlive the hub (a switch_back's state, an operation's handler): once
-// closed, under its lock, by a closing hub, nothing reaches the hub through
-// it any more.
-struct hub_mailbox {
-    explicit hub_mailbox(hub* h) noexcept : owner(h) {}
-    hub_mailbox(hub_mailbox const&) = delete;
-    hub_mailbox& operator=(hub_mailbox const&) = delete;
-    void add_reference() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept {
-        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1)
-            delete this;
-    }
-
-    hub* const owner; // dereferenced only while open
-    std::atomic<std::uint32_t> references{1};
-    std::atomic<bool> open{true};    // written under the mutex
-    std::atomic<bool> pending{false}; // entries is not empty
-    std::mutex mutex;
-    std::vector<ready_entry*> entries; // guarded
-    bool wake_posted = false;          // guarded
-    // guarded: the hub is in its idle spin, which watches `pending`, so a
-    // push needs no wake through the loop (an eventfd write, and Asio's
-    // mutex, which the spin's polls hold often).
-    bool spinning = false;
+// What the hub's inline paths read of its mailbox (the rest, with its
+// lock, is the library's): whether other threads queued work.
+struct mailbox_flag {
+    std::atomic<bool> pending{false}; // the mailbox has entries
 };
+struct hub_mailbox;
 
 // A callback queued with run_callback: it owns itself until it has run.
 template <class Fn>
@@ -275,8 +242,9 @@ private:
     std::atomic<std::int64_t> idle_spin_ns_{default_idle_spin.count()};
     std::atomic<hub_state> state_{hub_state::open};
 
-    // Work queued from other threads, moved to ready_ by the loop.
-    detail::hub_mailbox* mailbox_;
+    // Work queued from other threads, moved to ready_ by the loop: a
+    // detail::hub_mailbox.
+    detail::mailbox_flag* mailbox_;
 
     std::unordered_map<std::string, std::any> data_;
     std::unique_ptr<poller> poller_;

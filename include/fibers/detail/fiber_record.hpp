@@ -132,7 +132,7 @@ public:
     // An exception thrown into the fiber as it waited on its hub, after what
     // it waited for had come: the wait returned that, and this entry, queued
     // on the hub, throws the exception in at the fiber's next wait (see
-    // defer_interruption in hub.hpp). Taken off the queue when the fiber
+    // defer_interruption in ready_queue.hpp). Taken off the queue when the fiber
     // ends; `error` is set only while it is queued.
     struct interruption_entry : ready_entry {
         fiber_record* fiber = nullptr;
@@ -144,11 +144,20 @@ protected:
     fiber_record() = default;
 };
 
-template <class Result>
-struct target_result {
-    static_assert(std::is_copy_constructible_v<std::decay_t<Result>>,
-                  "a fiber's result is delivered as std::any, so it must be copy-constructible");
-};
+// Calls a fiber's (or a task's) target and returns its result as the
+// std::any that a fiber delivers: empty for a void target.
+template <class Fn>
+std::any invoke_target(Fn& target) {
+    using result = std::invoke_result_t<Fn&>;
+    if constexpr (std::is_void_v<result>) {
+        std::invoke(target);
+        return {};
+    } else {
+        static_assert(std::is_copy_constructible_v<std::decay_t<result>>,
+                      "a fiber's result is delivered as std::any, so it must be copy-constructible");
+        return std::any(std::invoke(target));
+    }
+}
 
 // A record that owns its target `Fn` and its stack allocator. `Base` is
 // fiber_record or a subclass that adds state (tasks).
@@ -161,16 +170,7 @@ public:
         target_.emplace(std::forward<F>(target));
     }
 
-    std::any run() override {
-        using result = std::invoke_result_t<Fn&>;
-        if constexpr (std::is_void_v<result>) {
-            std::invoke(*target_);
-            return {};
-        } else {
-            (void)target_result<result>{};
-            return std::any(std::invoke(*target_));
-        }
-    }
+    std::any run() override { return invoke_target(*target_); }
     void discard_target() noexcept override { target_.reset(); }
     boost::context::stack_context allocate_stack() override { return salloc_.allocate(); }
     void deallocate_stack(boost::context::stack_context& stack) noexcept override {

@@ -101,17 +101,7 @@ template <class Fn>
 struct task_body {
     Fn fn;
     std::any operator()() { return run_as_task(&invoke, &fn); }
-    static std::any invoke(void* target) {
-        Fn& f = *static_cast<Fn*>(target);
-        using result = std::invoke_result_t<Fn&>;
-        if constexpr (std::is_void_v<result>) {
-            std::invoke(f);
-            return {};
-        } else {
-            (void)target_result<result>{};
-            return std::any(std::invoke(f));
-        }
-    }
+    static std::any invoke(void* target) { return invoke_target(*static_cast<Fn*>(target)); }
 };
 
 // Makes `record` a task of `on` (null: this thread's hub), a child of the
