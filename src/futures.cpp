@@ -306,7 +306,7 @@ struct global_pool {
 
 using detail::future_state;
 
-executor::executor(std::size_t maxsize) : maxsize_(maxsize) {
+pool::pool(std::size_t maxsize) : maxsize_(maxsize) {
     if (maxsize == 0)
         throw std::invalid_argument("fibers: a pool needs a maxsize of at least 1");
 }
@@ -392,7 +392,7 @@ void thread_pool::impl::abandon() noexcept {
         t.join();
 }
 
-thread_pool::thread_pool(std::size_t maxsize) : executor(maxsize), impl_(std::make_unique<impl>(maxsize)) {}
+thread_pool::thread_pool(std::size_t maxsize) : pool(maxsize), impl_(std::make_unique<impl>(maxsize)) {}
 
 thread_pool::~thread_pool() {
     close();
@@ -603,7 +603,7 @@ void fiber_pool::state::worker_left(std::unique_lock<std::mutex>& lock) noexcept
 }
 
 fiber_pool::fiber_pool(std::size_t maxsize)
-    : executor(maxsize), state_(std::make_shared<state>(maxsize, get_hub())) {}
+    : pool(maxsize), state_(std::make_shared<state>(maxsize, get_hub())) {}
 
 fiber_pool::~fiber_pool() { close(); }
 

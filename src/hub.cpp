@@ -368,9 +368,9 @@ void hub::dispatch_until_closed() {
             }
         } else if (mailbox_->pending.load(std::memory_order_acquire)) {
             take_remote();
-        } else if (dispatched_ >= ready_between_polls) {
+        } else if (dispatched_ >= ready_between_io_checks) {
             dispatched_ = 0;
-            run_handlers(false);
+            run_io_handlers(false);
         } else {
             dispatched_ = 0;
             wait_for_work();
@@ -378,7 +378,7 @@ void hub::dispatch_until_closed() {
     }
 }
 
-void hub::run_handlers(bool block) {
+void hub::run_io_handlers(bool block) {
     try {
         if (block) {
             io_.run_one();
@@ -403,7 +403,7 @@ void hub::wait_for_work() {
     using clock = std::chrono::steady_clock;
     std::chrono::nanoseconds const budget(idle_spin_ns_.load(std::memory_order_relaxed));
     if (budget.count() == 0) {
-        run_handlers(true);
+        run_io_handlers(true);
         return;
     }
     auto const idle_since = clock::now();
@@ -412,7 +412,7 @@ void hub::wait_for_work() {
         set_spinning(true);
         bool work_came = false;
         do {
-            run_handlers(false);
+            run_io_handlers(false);
             work_came = ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) ||
                         state_.load(std::memory_order_relaxed) != hub_state::open;
         } while (!work_came && clock::now() < until);
@@ -421,7 +421,7 @@ void hub::wait_for_work() {
         if (set_spinning(false) || work_came)
             return; // spin again next time
     }
-    run_handlers(true);
+    run_io_handlers(true);
     spin_next_ = clock::now() - idle_since < budget;
 }
 

@@ -121,7 +121,7 @@ public:
     /// When the next thing queued only resumes a fiber, the caller switches
     /// to that fiber itself, in queue order, rather than through the hub
     /// fiber: half the switches. Callbacks, work from other threads, and a
-    /// look at I/O every ready_between_polls dispatches go through the hub.
+    /// look at I/O every ready_between_io_checks dispatches go through the hub.
     std::any switch_to();
 
     /// Runs `fn()` in the hub fiber in a coming loop iteration, in the order
@@ -163,7 +163,7 @@ public:
 
     /// Fibers resumed one after the other before the loop looks at I/O and
     /// timers without blocking, so that neither starves the other.
-    static constexpr unsigned ready_between_polls = 64;
+    static constexpr unsigned ready_between_io_checks = 64;
     /// Asio handlers (I/O and timer completions, poll callbacks) run at most
     /// in one such look, however many the handlers themselves queue.
     static constexpr unsigned handlers_between_dispatches = 64;
@@ -193,12 +193,12 @@ private:
     // The hub's dispatch rule, one for its loop and for the hand-off of a
     // fiber that waits on it: the next ready entry goes now unless work
     // from other threads is pending or a look at I/O is due
-    // (ready_between_polls dispatches since the last); a callback only in
+    // (ready_between_io_checks dispatches since the last); a callback only in
     // the hub fiber (`callbacks_too`). Pops and counts it; else null, and
     // the hub fiber sees to what is due.
     FIBERS_ALWAYS_INLINE detail::ready_entry* next_to_dispatch(bool callbacks_too) noexcept {
         detail::ready_entry* e = ready_.front();
-        if (e == nullptr || (!callbacks_too && e->take == nullptr) || dispatched_ >= ready_between_polls ||
+        if (e == nullptr || (!callbacks_too && e->take == nullptr) || dispatched_ >= ready_between_io_checks ||
             mailbox_->pending.load(std::memory_order_relaxed))
             return nullptr;
         ready_.pop_front();
@@ -213,8 +213,10 @@ private:
     std::any switch_to_slowly();
     void run_loop();
     void dispatch_until_closed();
-    void run_handlers(bool block);
-    // Out of work: polls for a while if busy (idle_spin), then sleeps.
+    // Runs the io_context's handlers: waits for one (`block`), or runs those
+    // ready, at most handlers_between_dispatches.
+    void run_io_handlers(bool block);
+    // Out of work: checks I/O for a while if busy (idle_spin), then sleeps.
     void wait_for_work();
     // Marks the hub as in its idle spin or not, for pushes from other
     // threads; whether the mailbox has entries.
@@ -238,7 +240,7 @@ private:
     detail::ready_queue ready_;
     unsigned dispatched_ = 0;   // since the loop last looked at I/O
     bool loop_running_ = false; // the hub fiber has started its loop
-    bool spin_next_ = false;    // the last wait for work was short: poll before sleeping
+    bool spin_next_ = false;    // the last wait for work was short: check I/O before sleeping
     std::atomic<std::int64_t> idle_spin_ns_{default_idle_spin.count()};
     std::atomic<hub_state> state_{hub_state::open};
 
