@@ -2,8 +2,9 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #include "fiber_internals.hpp"
+#include "format.hpp"
 
-#include <fibers/detail/stack_overflow.hpp>
+#include "stack_overflow.hpp"
 #include <fibers/fiber.hpp>
 #include <fibers/log.hpp>
 
@@ -77,12 +78,7 @@ public:
     boost::context::stack_context allocate_stack() override { fatal("the root fiber has no stack to allocate"); }
     void deallocate_stack(boost::context::stack_context&) noexcept override {}
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
-        char const name[] = "root";
-        std::size_t n = capacity ? std::min(capacity - 1, sizeof name - 1) : 0;
-        std::memcpy(buffer, name, n);
-        if (capacity)
-            buffer[n] = '\0';
-        return n;
+        return text_writer(buffer, capacity).put("root").size();
     }
 };
 
@@ -224,7 +220,7 @@ inline void check_switch(thread_state const& ts, fiber_record const* target) {
     if (FIBERS_UNLIKELY(ts.no_switch_depth != 0 || target == nullptr || target->anchor != ts.anchor ||
                         target == ts.current ||
                         target->status.load(std::memory_order_relaxed) == fiber_status::ended ||
-                        (target->only_switched_by != nullptr && target->only_switched_by != ts.current)))
+                        !target->accepts_switch_from(ts.current)))
         reject_switch(ts, target);
 }
 
@@ -310,25 +306,12 @@ fiber_record::~fiber_record() {
         release_anchor(anchor);
 }
 
+bool fiber_record::accepts_switch_from(fiber_record const*) const noexcept { return true; }
+
+bool fiber_record::accepts_any_switcher() const noexcept { return true; }
+
 std::size_t fiber_record::describe(char* buffer, std::size_t capacity) const noexcept {
-    // "fiber 0x...", written by hand: this runs in a signal handler too.
-    char text[32] = "fiber 0x";
-    std::size_t n = 8;
-    auto address = reinterpret_cast<std::uintptr_t>(this);
-    char digits[2 * sizeof address];
-    std::size_t count = 0;
-    do {
-        digits[count++] = "0123456789abcdef"[address & 0xf];
-        address >>= 4;
-    } while (address != 0);
-    while (count > 0)
-        text[n++] = digits[--count];
-    if (capacity == 0)
-        return 0;
-    std::size_t length = std::min(n, capacity - 1);
-    std::memcpy(buffer, text, length);
-    buffer[length] = '\0';
-    return length;
+    return text_writer(buffer, capacity).put("fiber ").put_hex(reinterpret_cast<std::uintptr_t>(this)).size();
 }
 
 thread_state& this_thread_state() { return state(); }
@@ -395,7 +378,7 @@ void thread_state::start(fiber_record* target) {
 #endif
     add_reference(target);
     target->status.store(fiber_status::started, std::memory_order_relaxed);
-    if (target->only_switched_by == nullptr)
+    if (target->accepts_any_switcher())
         target->switch_key = target->anchor;
 }
 
@@ -649,8 +632,9 @@ void fiber::set_parent(fiber p) {
         throw std::invalid_argument("fibers: the parent belongs to another thread");
     if (next->status.load(std::memory_order_relaxed) == fiber_status::ended)
         throw std::invalid_argument("fibers: the parent has ended");
-    // A task is its hub's: its end returns there, and only the hub resumes it.
-    if (record_->only_switched_by != nullptr && next != record_->only_switched_by)
+    // A fiber that only some may switch to (a task: its hub) takes only such
+    // a parent: its end returns there.
+    if (!record_->accepts_switch_from(next))
         throw error("fibers: only its hub may be a task's parent");
     for (detail::fiber_record const* q = next; q != nullptr; q = q->parent)
         if (q == record_)

@@ -40,16 +40,6 @@ struct thread_anchor {
     void* wake_argument = nullptr;
 };
 
-// A switch made by the library itself (the hub resuming a fiber): the inline
-// path, or the annotated one in sanitizer builds.
-FIBERS_ALWAYS_INLINE std::any switch_now(thread_state& ts, fiber_record* target) {
-#if FIBERS_SANITIZED
-    return ts.switch_into(target);
-#else
-    return switch_fast(ts, target);
-#endif
-}
-
 // Destroys a fiber's fibers::local values; set by the first value made, so
 // that programs without locals pay nothing at a fiber's end.
 extern std::atomic<void (*)(fiber_record*) noexcept> fiber_locals_destroyer;

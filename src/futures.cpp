@@ -306,7 +306,7 @@ struct global_pool {
 
 using detail::future_state;
 
-executor::executor(std::size_t maxsize) : maxsize_(maxsize) {
+pool::pool(std::size_t maxsize) : maxsize_(maxsize) {
     if (maxsize == 0)
         throw std::invalid_argument("fibers: a pool needs a maxsize of at least 1");
 }
@@ -392,7 +392,7 @@ void thread_pool::impl::abandon() noexcept {
         t.join();
 }
 
-thread_pool::thread_pool(std::size_t maxsize) : executor(maxsize), impl_(std::make_unique<impl>(maxsize)) {}
+thread_pool::thread_pool(std::size_t maxsize) : pool(maxsize), impl_(std::make_unique<impl>(maxsize)) {}
 
 thread_pool::~thread_pool() {
     close();
@@ -524,8 +524,7 @@ struct fiber_pool::state : std::enable_shared_from_this<fiber_pool::state> {
     }
 
     bool on_hub_thread() const noexcept {
-        detail::thread_state const* ts = detail::current_thread_state;
-        return ts != nullptr && ts->hub == mailbox->owner && mailbox->open.load(std::memory_order_acquire);
+        return detail::thread_hub == mailbox->owner && mailbox->open.load(std::memory_order_acquire);
     }
     void work();
     // A worker is gone; called with the lock held, returns with it released.
@@ -604,7 +603,7 @@ void fiber_pool::state::worker_left(std::unique_lock<std::mutex>& lock) noexcept
 }
 
 fiber_pool::fiber_pool(std::size_t maxsize)
-    : executor(maxsize), state_(std::make_shared<state>(maxsize, get_hub())) {}
+    : pool(maxsize), state_(std::make_shared<state>(maxsize, get_hub())) {}
 
 fiber_pool::~fiber_pool() { close(); }
 

@@ -1,6 +1,7 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "format.hpp"
 #include "hub_internals.hpp"
 
 #include <fibers/hub.hpp>
@@ -28,21 +29,17 @@ struct hub_signals {
     explicit hub_signals(boost::asio::io_context& io) : set(io, SIGINT) {}
 };
 
+__thread hub* thread_hub FIBERS_INITIAL_EXEC_TLS = nullptr;
+
 namespace {
 
-thread_local std::unique_ptr<hub> this_thread_hub;
+thread_local std::unique_ptr<hub> thread_hub_owner;
 
 // The hub's own fiber, named "Hub" in messages.
 class hub_fiber_base : public fiber_record {
 public:
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
-        char const name[] = "Hub";
-        if (capacity == 0)
-            return 0;
-        std::size_t n = std::min(capacity - 1, sizeof name - 1);
-        std::memcpy(buffer, name, n);
-        buffer[n] = '\0';
-        return n;
+        return text_writer(buffer, capacity).put("Hub").size();
     }
 };
 
@@ -69,7 +66,7 @@ bool hub_access::retract(hub& h, ready_entry& e) noexcept {
         ready_queue::erase(e);
         return true;
     }
-    hub_mailbox& m = *h.mailbox_;
+    hub_mailbox& m = mailbox(h);
     std::lock_guard<std::mutex> lock(m.mutex);
     auto const at = std::find(m.entries.begin(), m.entries.end(), &e);
     if (at == m.entries.end())
@@ -95,28 +92,20 @@ void drop_deferred_interruption(ready_entry& e) noexcept {
 bool defer_interruption(std::exception_ptr const& e) noexcept {
     thread_state* ts = current_thread_state;
     // Inside assert_no_switchpoints nothing waited: what came is the refusal.
-    if (!e || ts == nullptr || ts->hub == nullptr || ts->no_switch_depth != 0)
+    if (!e || ts == nullptr || thread_hub == nullptr || ts->no_switch_depth != 0)
         return false;
-    hub& h = *static_cast<hub*>(ts->hub);
+    hub& h = *thread_hub;
     fiber_record* self = ts->current;
     if (!h.is_alive() || self == hub_access::record(h))
         return false;
-    task_record const* cancelled_task = nullptr;
     try {
         std::rethrow_exception(e);
     } catch (forced_unwind const&) {
         return false; // nothing may stop an unwinding, nor wait for it
-    } catch (task_cancellation const& c) {
-        cancelled_task = c.task;
     } catch (...) {
     }
-    if (cancelled_task == self) {
-        auto& t = static_cast<task_record&>(*self);
-        t.cancel_requested = true;
-        if (!t.cancel_entry.queued())
-            hub_access::push(h, t.cancel_entry);
+    if (auto* scheduled = dynamic_cast<scheduled_fiber*>(self); scheduled != nullptr && scheduled->rearm_interruption(e))
         return true;
-    }
     fiber_record::interruption_entry& entry = self->deferred_interruption;
     if (entry.queued())
         return false;
@@ -129,8 +118,7 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
 }
 
 bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {
-    thread_state const* ts = current_thread_state;
-    if (ts != nullptr && ts->hub == m.owner) {
+    if (thread_hub == m.owner) {
         // The hub's own thread, its hub alive: no lock. (A hub made later at
         // the same address has a mailbox of its own; this one stays closed.)
         if (!m.open.load(std::memory_order_acquire) || !is_open(*m.owner))
@@ -172,15 +160,32 @@ std::any resume_slowly(thread_state& ts, resumption& r) {
     return ts.switch_into(target);
 }
 
-void hub_access::adopt_task(hub&, task_record* t) noexcept {
-    add_reference(t);
-    t->held_by_hub = true;
+scheduled_fiber::~scheduled_fiber() {
+    if (owner != nullptr)
+        hub_access::forget(*owner, this);
 }
 
-void hub_access::release_task(hub& h, task_record* t) noexcept {
-    h.unlink_task(t);
-    if (std::exchange(t->held_by_hub, false))
-        h.thread_->release_here(t);
+void hub_access::schedule(hub& h, scheduled_fiber* f) {
+    std::unique_ptr<scheduled_fiber> owned(f);
+    if (!on_own_thread(h))
+        throw std::invalid_argument("fibers: a task belongs to the hub of the thread that makes it");
+    if (!is_open(h))
+        throw error("fibers: the hub is closed");
+    f->scheduler = h.record_;
+    attach_new_fiber(owned.release(), h.record_);
+    f->owner = &h;
+    h.link_scheduled(f);
+}
+
+void hub_access::adopt(hub&, scheduled_fiber* f) noexcept {
+    add_reference(f);
+    f->held_by_hub = true;
+}
+
+void hub_access::release(hub& h, scheduled_fiber* f) noexcept {
+    h.unlink_scheduled(f);
+    if (std::exchange(f->held_by_hub, false))
+        h.thread_->release_here(f);
 }
 
 void hub_access::check_may_wait(hub const& h) {
@@ -198,15 +203,19 @@ void hub_access::check_may_wait(hub const& h) {
 using detail::hub_access;
 
 hub& hub::get() {
+    if (FIBERS_LIKELY(detail::thread_hub != nullptr))
+        return *detail::thread_hub;
+    return make_for_this_thread();
+}
+
+hub& hub::make_for_this_thread() {
     // The thread state first: thread_local objects die in the reverse order
     // of their making, and the hub must go before the state it refers to.
     detail::thread_state& ts = detail::this_thread_state();
-    if (ts.hub != nullptr)
-        return *static_cast<hub*>(ts.hub);
     if (ts.current != ts.root)
         throw error("fibers: a thread's hub must first be used from its root fiber");
-    detail::this_thread_hub.reset(new hub());
-    return *detail::this_thread_hub;
+    detail::thread_hub_owner.reset(new hub());
+    return *detail::thread_hub_owner;
 }
 
 hub& get_hub() { return hub::get(); }
@@ -222,13 +231,14 @@ hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
             if (m != nullptr)
                 m->release();
         }
-    } on_failure{mailbox_};
+    } on_failure{&hub_access::mailbox(*this)};
     thread_ = &detail::this_thread_state();
     signals_ = std::make_unique<detail::hub_signals>(io_);
     auto body = [this] { run_loop(); };
     auto* record =
         new detail::record_with_target<detail::hub_fiber_base, decltype(body), arena_stack>(arena_stack(), body);
     detail::attach_new_fiber(record, thread_->root);
+    record->switchpoint_refusal = "fibers: switchpoint called in the hub fiber (a hub callback must not wait)";
     fiber_ = detail::fiber_access::adopt(record);
     record_ = record;
     arm_interrupt();
@@ -241,7 +251,7 @@ hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
         };
         thread_->anchor->wake_argument = this;
     }
-    thread_->hub = this;
+    detail::thread_hub = this;
     on_failure.m = nullptr;
 }
 
@@ -249,9 +259,9 @@ hub::~hub() {
     struct release_mailbox {
         detail::hub_mailbox* m;
         ~release_mailbox() { m->release(); }
-    } at_end{mailbox_};
-    if (thread_->hub == this)
-        thread_->hub = nullptr;
+    } at_end{&hub_access::mailbox(*this)};
+    if (detail::thread_hub == this)
+        detail::thread_hub = nullptr;
     if (state_.load(std::memory_order_acquire) == hub_state::closed)
         return;
     detail::thread_state* ts = detail::current_thread_state;
@@ -284,7 +294,7 @@ std::any hub::switch_to_slowly() {
 }
 
 void hub::post(detail::ready_entry* owned_entry) {
-    if (!hub_access::push_from_anywhere(*mailbox_, *owned_entry)) {
+    if (!hub_access::push_from_anywhere(hub_access::mailbox(*this), *owned_entry)) {
         owned_entry->discard(*owned_entry);
         throw error("fibers: run_callback on a closed hub");
     }
@@ -346,32 +356,29 @@ void hub::dispatch_until_closed() {
     auto work = boost::asio::make_work_guard(io_);
     loop_running_ = true;
     while (state_.load(std::memory_order_relaxed) == hub_state::open) {
-        if (mailbox_->pending.load(std::memory_order_acquire))
-            take_remote();
         if (ts.anchor->has_orphans.load(std::memory_order_relaxed))
             ts.drain_orphans();
-        detail::ready_entry* entry = ready_.pop_front();
-        if (entry == nullptr) {
-            dispatched_ = 0;
-            wait_for_work();
-        } else {
+        if (detail::ready_entry* entry = next_to_dispatch(true)) {
             if (entry->take != nullptr) {
                 detail::resumption r = entry->take(*entry);
-                if (r.target != nullptr && r.target != record_ &&
-                    r.target->status.load(std::memory_order_relaxed) != detail::fiber_status::ended)
+                if (r.target != record_ && has_fiber_to_resume(r))
                     detail::resume(ts, r);
             } else {
                 entry->run(*entry);
             }
-            if (++dispatched_ >= ready_between_polls) {
-                dispatched_ = 0;
-                run_handlers(false);
-            }
+        } else if (mailbox_->pending.load(std::memory_order_acquire)) {
+            take_remote();
+        } else if (dispatched_ >= ready_between_io_checks) {
+            dispatched_ = 0;
+            run_io_handlers(false);
+        } else {
+            dispatched_ = 0;
+            wait_for_work();
         }
     }
 }
 
-void hub::run_handlers(bool block) {
+void hub::run_io_handlers(bool block) {
     try {
         if (block) {
             io_.run_one();
@@ -396,7 +403,7 @@ void hub::wait_for_work() {
     using clock = std::chrono::steady_clock;
     std::chrono::nanoseconds const budget(idle_spin_ns_.load(std::memory_order_relaxed));
     if (budget.count() == 0) {
-        run_handlers(true);
+        run_io_handlers(true);
         return;
     }
     auto const idle_since = clock::now();
@@ -405,7 +412,7 @@ void hub::wait_for_work() {
         set_spinning(true);
         bool work_came = false;
         do {
-            run_handlers(false);
+            run_io_handlers(false);
             work_came = ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) ||
                         state_.load(std::memory_order_relaxed) != hub_state::open;
         } while (!work_came && clock::now() < until);
@@ -414,13 +421,13 @@ void hub::wait_for_work() {
         if (set_spinning(false) || work_came)
             return; // spin again next time
     }
-    run_handlers(true);
+    run_io_handlers(true);
     spin_next_ = clock::now() - idle_since < budget;
 }
 
 bool hub::set_spinning(bool spinning) noexcept {
-    std::lock_guard<std::mutex> lock(mailbox_->mutex);
-    mailbox_->spinning = spinning;
+    std::lock_guard<std::mutex> lock(hub_access::mailbox(*this).mutex);
+    hub_access::mailbox(*this).spinning = spinning;
     return mailbox_->pending.load(std::memory_order_relaxed);
 }
 
@@ -437,10 +444,10 @@ void hub::idle_spin(std::chrono::nanoseconds budget) {
 void hub::take_remote() noexcept {
     std::vector<detail::ready_entry*> batch;
     {
-        std::lock_guard<std::mutex> lock(mailbox_->mutex);
-        batch.swap(mailbox_->entries);
+        std::lock_guard<std::mutex> lock(hub_access::mailbox(*this).mutex);
+        batch.swap(hub_access::mailbox(*this).entries);
         mailbox_->pending.store(false, std::memory_order_relaxed);
-        mailbox_->wake_posted = false;
+        hub_access::mailbox(*this).wake_posted = false;
     }
     for (detail::ready_entry* e : batch)
         ready_.push_back(*e);
@@ -462,17 +469,17 @@ void hub::shut_down() noexcept {
         poller_->close();
     // Every task of this hub ends: started ones are unwound, newest first;
     // ones that never ran are discarded with their targets.
-    while (detail::task_record* t = newest_task_) {
-        detail::add_reference(t);
-        if (t->status.load(std::memory_order_relaxed) == detail::fiber_status::created) {
-            ts.discard_unstarted(t);
-            detail::end_task(*t);
-        } else if (ts.is_suspended(t)) {
-            ts.unwind(t);
+    while (detail::scheduled_fiber* f = newest_scheduled_) {
+        detail::add_reference(f);
+        if (f->status.load(std::memory_order_relaxed) == detail::fiber_status::created) {
+            ts.discard_unstarted(f);
+            f->ended_unrun();
+        } else if (ts.is_suspended(f)) {
+            ts.unwind(f);
         }
-        if (newest_task_ == t)
-            hub_access::release_task(*this, t);
-        ts.release_here(t);
+        if (newest_scheduled_ == f)
+            hub_access::release(*this, f);
+        ts.release_here(f);
     }
     take_remote(); // the mailbox is closed: nothing comes after this
     while (detail::ready_entry* e = ready_.pop_front())
@@ -482,17 +489,17 @@ void hub::shut_down() noexcept {
     io_.stop();
 }
 
-using task_list = detail::newest_first_list<detail::task_record, &detail::task_record::newer_task,
-                                            &detail::task_record::older_task>;
+using scheduled_list = detail::newest_first_list<detail::scheduled_fiber, &detail::scheduled_fiber::newer_scheduled,
+                                                 &detail::scheduled_fiber::older_scheduled>;
 
-void hub::link_task(detail::task_record* t) noexcept {
-    task_list::link(newest_task_, t);
-    t->in_hub_list = true;
+void hub::link_scheduled(detail::scheduled_fiber* f) noexcept {
+    scheduled_list::link(newest_scheduled_, f);
+    f->in_hub_list = true;
 }
 
-void hub::unlink_task(detail::task_record* t) noexcept {
-    if (std::exchange(t->in_hub_list, false))
-        task_list::unlink(newest_task_, t);
+void hub::unlink_scheduled(detail::scheduled_fiber* f) noexcept {
+    if (std::exchange(f->in_hub_list, false))
+        scheduled_list::unlink(newest_scheduled_, f);
 }
 
 void hub::forget_anchor_wake() noexcept {
@@ -505,16 +512,16 @@ void hub::forget_anchor_wake() noexcept {
 
 void hub::detach_everything() noexcept {
     forget_anchor_wake();
-    for (detail::task_record* t = newest_task_; t != nullptr; t = t->older_task)
-        t->owner = nullptr;
-    newest_task_ = nullptr;
+    for (detail::scheduled_fiber* f = newest_scheduled_; f != nullptr; f = f->older_scheduled)
+        f->owner = nullptr;
+    newest_scheduled_ = nullptr;
     stop_accepting();
     state_.store(hub_state::closed, std::memory_order_release);
 }
 
 void hub::stop_accepting() noexcept {
-    std::lock_guard<std::mutex> lock(mailbox_->mutex);
-    mailbox_->open.store(false, std::memory_order_release);
+    std::lock_guard<std::mutex> lock(hub_access::mailbox(*this).mutex);
+    hub_access::mailbox(*this).open.store(false, std::memory_order_release);
     hub_state expected = hub_state::open;
     state_.compare_exchange_strong(expected, hub_state::closing, std::memory_order_acq_rel);
 }

@@ -8,23 +8,47 @@
 
 #include "fiber_internals.hpp"
 
-#include <fibers/detail/task_record.hpp>
+#include <fibers/detail/scheduled_fiber.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/hub.hpp>
 
 #include <any>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
 #include <exception>
-#include <string>
 
 namespace fibers::detail {
 
-// What task::cancel throws into a task: a fibers::cancelled that knows
-// whose cancellation it is, so that a wait that had completed before it
-// came re-arms that task's cancellation rather than queueing it apart.
-struct task_cancellation final : cancelled {
-    task_record const* task;
-    task_cancellation(std::string const& message, task_record const* t) : cancelled(message), task(t) {}
+// Where other threads queue work for a hub. Counted, and shared with what
+// may outlive the hub (a switch_back's state, an operation's handler): once
+// closed, under its lock, by a closing hub, nothing reaches the hub through
+// it any more.
+struct hub_mailbox final : mailbox_flag {
+    explicit hub_mailbox(hub* h) noexcept : owner(h) {}
+    hub_mailbox(hub_mailbox const&) = delete;
+    hub_mailbox& operator=(hub_mailbox const&) = delete;
+    void add_reference() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            delete this;
+    }
+
+    hub* const owner; // dereferenced only while open
+    std::atomic<std::uint32_t> references{1};
+    std::atomic<bool> open{true};    // written under the mutex
+    std::mutex mutex;
+    std::vector<ready_entry*> entries; // guarded; `pending` says whether empty
+    bool wake_posted = false;          // guarded
+    // guarded: the hub is in its idle spin, which watches `pending`, so a
+    // push needs no wake through the loop (an eventfd write, and Asio's
+    // mutex, which the spin's polls hold often).
+    bool spinning = false;
 };
+
+// The calling thread's hub once made (until it is destroyed), else null.
+extern __thread hub* thread_hub FIBERS_INITIAL_EXEC_TLS;
 
 struct hub_access {
     static thread_state& thread(hub const& h) noexcept { return *h.thread_; }
@@ -38,18 +62,22 @@ struct hub_access {
     static void push(hub& h, ready_entry& e) noexcept { h.push_here(e); }
     // From any thread; false (and nothing queued) if the hub has closed.
     static bool push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept;
-    static hub_mailbox& mailbox(hub const& h) noexcept { return *h.mailbox_; }
+    static hub_mailbox& mailbox(hub const& h) noexcept { return static_cast<hub_mailbox&>(*h.mailbox_); }
     // On the hub's thread: takes back an entry pushed (from any thread) and
     // not yet run, wherever it waits: the run queue or the mailbox. Whether
     // it was there.
     static bool retract(hub& h, ready_entry& e) noexcept;
     static std::uint64_t next_task_number(hub& h) noexcept { return ++h.tasks_made_; }
-    // A new task joins the hub's list; once started the hub holds a
-    // reference to it until its end, which releases it.
-    static void link_task(hub& h, task_record* t) noexcept { h.link_task(t); }
-    static void adopt_task(hub& h, task_record* t) noexcept;
-    static void release_task(hub& h, task_record* t) noexcept;
-    static void forget_task(hub& h, task_record* t) noexcept { h.unlink_task(t); }
+    // Takes ownership of `f` and makes it a child of the hub's fiber that
+    // the hub schedules. On error deletes it and throws: fibers::error for
+    // a closed hub, std::invalid_argument for a hub of another thread.
+    static void schedule(hub& h, scheduled_fiber* f);
+    // Once started the hub holds a reference to it until its end, which
+    // releases it.
+    static void adopt(hub& h, scheduled_fiber* f) noexcept;
+    static void release(hub& h, scheduled_fiber* f) noexcept;
+    // Off the hub's list, without a reference to release (its destruction).
+    static void forget(hub& h, scheduled_fiber* f) noexcept { h.unlink_scheduled(f); }
     // Throws unless the calling fiber may wait on `h`: its thread, open,
     // not the hub fiber itself. Runs switchpoint() first.
     static void check_may_wait(hub const& h);

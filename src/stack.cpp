@@ -3,7 +3,7 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 
 #include <fibers/stack.hpp>
-#include <fibers/detail/stack_overflow.hpp>
+#include "stack_overflow.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -2,7 +2,9 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 
-#include <fibers/detail/stack_overflow.hpp>
+#include "stack_overflow.hpp"
+
+#include "format.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -40,55 +42,16 @@ thread_local bool thread_prepared FIBERS_INITIAL_EXEC_TLS = false;
 // ---------------------------------------------------------------------------
 // Message formatting without stdio.
 
+// One line of the report, written with the library's formatter; the NUL
+// that ends the text leaves room for the newline.
 class line_buffer {
 public:
-    void put(char c) noexcept {
-        // One byte stays free for the newline.
-        if (size_ < sizeof data_ - 1)
-            data_[size_++] = c;
-    }
-
-    void put(char const* s) noexcept {
-        while (*s != '\0')
-            put(*s++);
-    }
-
-    void put_hex(std::uintptr_t v) noexcept {
-        char digits[2 * sizeof v];
-        std::size_t n = 0;
-        do {
-            digits[n++] = "0123456789abcdef"[v & 0xf];
-            v >>= 4;
-        } while (v != 0);
-        put("0x");
-        while (n != 0)
-            put(digits[--n]);
-    }
-
-    void put_dec(std::size_t v) noexcept {
-        char digits[24];
-        std::size_t n = 0;
-        do {
-            digits[n++] = static_cast<char>('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        while (n != 0)
-            put(digits[--n]);
-    }
-
-    // The report must stay one line whatever the application named its
-    // fiber; bytes of UTF-8 sequences pass through.
-    void put_name(char const* s, std::size_t max) noexcept {
-        for (std::size_t i = 0; i != max && s[i] != '\0'; ++i) {
-            auto const c = static_cast<unsigned char>(s[i]);
-            put(c < 0x20 || c == 0x7f || c == '"' || c == '\\' ? '?' : static_cast<char>(c));
-        }
-    }
+    text_writer& text() noexcept { return text_; }
 
     void write_line(int fd) noexcept {
-        data_[size_++] = '\n';
+        std::size_t left = text_.size();
+        data_[left++] = '\n';
         char const* p = data_;
-        std::size_t left = size_;
         while (left != 0) {
             ssize_t const n = ::write(fd, p, left);
             if (n < 0) {
@@ -103,7 +66,7 @@ public:
 
 private:
     char data_[256];
-    std::size_t size_ = 0;
+    text_writer text_{data_, sizeof data_};
 };
 
 // ---------------------------------------------------------------------------
@@ -157,7 +120,8 @@ bool identify_overflow(void const* addr, overflow& ov) noexcept {
 }
 
 void report(overflow const& ov) noexcept {
-    line_buffer line;
+    line_buffer buffer;
+    text_writer& line = buffer.text();
     line.put("fibers: stack overflow in ");
     if (ov.named) {
         line.put("fiber \"");
@@ -173,7 +137,7 @@ void report(overflow const& ov) noexcept {
     line.put(", ");
     line.put_dec(ov.high - ov.low);
     line.put(" bytes); aborting");
-    line.write_line(STDERR_FILENO);
+    buffer.write_line(STDERR_FILENO);
 }
 
 void forward(int sig, siginfo_t* info, void* context, int saved_errno) noexcept {

@@ -25,6 +25,11 @@ switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> tim
 
 switch_back_state::~switch_back_state() { mailbox_->release(); }
 
+bool switch_back_state::active() const noexcept {
+    return active_.load(std::memory_order_acquire) && !fired_.load(std::memory_order_acquire) &&
+           mailbox_->open.load(std::memory_order_acquire);
+}
+
 void switch_back_state::release() noexcept {
     if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
         delete this;

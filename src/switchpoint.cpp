@@ -1,7 +1,9 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
-#include "hub_internals.hpp"
+#include "fiber_internals.hpp"
+
+#include <fibers/errors.hpp>
 
 #include <fibers/switchpoint.hpp>
 
@@ -16,8 +18,8 @@ void switchpoint() {
         return;
     if (ts->no_switch_depth != 0)
         throw switchpoint_violation("fibers: switchpoint called inside assert_no_switchpoints");
-    if (ts->hub != nullptr && ts->current == detail::hub_access::record(*static_cast<hub const*>(ts->hub)))
-        throw error("fibers: switchpoint called in the hub fiber (a hub callback must not wait)");
+    if (FIBERS_UNLIKELY(ts->current->switchpoint_refusal != nullptr))
+        throw error(ts->current->switchpoint_refusal);
 }
 
 // The guard also swaps the thread's switch key, so that the inline switch

@@ -21,8 +21,7 @@ std::uintptr_t caller_identity() noexcept { return reinterpret_cast<std::uintptr
 // an error that a wait was never possible.
 void check_caller_may_wait() {
     switchpoint();
-    thread_state const* ts = current_thread_state;
-    hub const* h = ts != nullptr ? static_cast<hub const*>(ts->hub) : nullptr;
+    hub const* h = thread_hub;
     if (h != nullptr && h->is_alive())
         hub_access::check_may_wait(*h);
 }
@@ -176,8 +175,7 @@ bool lock_core::may_block_unwinding() const noexcept {
     // being unwound. Blocking the thread waits for the holder and for every
     // waiter ahead: none of them may be a fiber of this thread, which could
     // not run before this unwinding ends.
-    thread_state const* ts = current_thread_state;
-    hub const* h = ts != nullptr ? static_cast<hub const*>(ts->hub) : nullptr;
+    hub const* h = thread_hub;
     if (h != nullptr && h->is_alive())
         return false;
     if (is_fiber_of_this_thread(state_.load(std::memory_order_relaxed) & ~contended))

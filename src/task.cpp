@@ -1,7 +1,8 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
-#include "hub_internals.hpp"
+#include "format.hpp"
+#include "task_internals.hpp"
 
 #include <fibers/log.hpp>
 #include <fibers/switch_back.hpp>
@@ -81,7 +82,6 @@ struct timed_joiner final : join_waiter {
 } // namespace
 
 task_record::task_record() noexcept {
-    is_task = true;
     start_entry.task = this;
     start_entry.take = &take_start;
     cancel_entry.task = this;
@@ -97,8 +97,6 @@ void task_record::unqueue_entries() noexcept {
 
 task_record::~task_record() {
     unqueue_entries();
-    if (owner != nullptr)
-        hub_access::forget_task(*owner, this);
     if (mailbox != nullptr)
         mailbox->release();
 }
@@ -112,49 +110,46 @@ std::string const& task_record::name() const {
 }
 
 std::size_t task_record::describe(char* buffer, std::size_t capacity) const noexcept {
-    // By hand, without allocating: this also runs in a signal handler.
-    if (capacity == 0)
-        return 0;
-    std::size_t n = 0;
-    auto put = [&](char c) {
-        if (n + 1 < capacity)
-            buffer[n++] = c;
-    };
-    if (!given_name.empty()) {
-        for (char c : given_name)
-            put(c);
-    } else {
-        for (char c : {'F', 'i', 'b', 'e', 'r', '-'})
-            put(c);
-        char digits[24];
-        std::size_t count = 0;
-        std::uint64_t v = number;
-        do {
-            digits[count++] = static_cast<char>('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        while (count > 0)
-            put(digits[--count]);
+    // Without allocating: this also runs in a signal handler.
+    text_writer out(buffer, capacity);
+    if (!given_name.empty())
+        out.put(given_name.data(), given_name.size());
+    else
+        out.put("Fiber-").put_dec(number);
+    return out.size();
+}
+
+void task_record::ended_unrun() noexcept { end_task(*this); }
+
+bool task_record::rearm_interruption(std::exception_ptr const& e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (task_cancellation const& c) {
+        if (c.task != this)
+            return false;
+    } catch (...) {
+        return false;
     }
-    buffer[n] = '\0';
-    return n;
+    cancel_requested = true;
+    if (!cancel_entry.queued())
+        hub_access::push(*owner, cancel_entry);
+    return true;
 }
 
 void attach_task(task_record* record, std::string name, hub* on) {
-    std::unique_ptr<task_record> owned(record);
-    hub& h = on != nullptr ? *on : get_hub();
-    if (!hub_access::on_own_thread(h))
-        throw std::invalid_argument("fibers: a task belongs to the hub of the thread that makes it");
-    if (!hub_access::is_open(h))
-        throw error("fibers: the hub is closed");
+    hub* h = on;
+    try {
+        if (h == nullptr)
+            h = &get_hub();
+    } catch (...) {
+        delete record;
+        throw;
+    }
     record->given_name = std::move(name);
-    record->number = hub_access::next_task_number(h);
-    record->only_switched_by = hub_access::record(h);
-    attach_new_fiber(owned.release(), hub_access::record(h));
-    record->owner = &h;
-    record->mailbox = &hub_access::mailbox(h);
+    hub_access::schedule(*h, record); // deletes it if it throws
+    record->number = hub_access::next_task_number(*h);
+    record->mailbox = &hub_access::mailbox(*h);
     record->mailbox->add_reference();
-    hub_access::link_task(h, record);
 }
 
 std::any run_as_task(std::any (*invoke)(void*), void* target) {
@@ -200,7 +195,7 @@ void end_task(task_record& t) noexcept {
     }
     t.unqueue_entries();
     if (t.owner != nullptr)
-        hub_access::release_task(*t.owner, &t);
+        hub_access::release(*t.owner, &t);
 }
 
 void sleep_for(std::chrono::nanoseconds d) {
@@ -239,7 +234,7 @@ void task::start() {
     if (!hub_access::is_open(*t.owner))
         throw error("fibers: the hub is closed");
     t.start_requested = true;
-    hub_access::adopt_task(*t.owner, &t);
+    hub_access::adopt(*t.owner, &t);
     hub_access::push(*t.owner, t.start_entry);
 }
 
@@ -266,7 +261,7 @@ void task::cancel(std::string message) {
     t.cancel_requested = true;
     if (!t.start_requested) {
         t.start_requested = true;
-        hub_access::adopt_task(*t.owner, &t);
+        hub_access::adopt(*t.owner, &t);
     }
     if (!t.cancel_entry.queued())
         hub_access::push(*t.owner, t.cancel_entry);
@@ -340,7 +335,7 @@ fiber current_fiber() { return fiber::current(); }
 
 task current_task() {
     detail::thread_state const* ts = detail::current_thread_state;
-    if (ts == nullptr || !ts->current->is_task)
+    if (ts == nullptr || dynamic_cast<detail::task_record*>(ts->current) == nullptr)
         return task();
     return task(detail::fiber_access::share(ts->current));
 }

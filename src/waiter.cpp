@@ -4,6 +4,7 @@
 #include "hub_internals.hpp"
 
 #include <fibers/detail/waiter.hpp>
+#include <fibers/switch_back.hpp>
 #include <fibers/switchpoint.hpp>
 
 namespace fibers::detail {
@@ -74,8 +75,7 @@ namespace {
 // The hub the calling fiber waits through, or nullptr when it blocks its
 // thread: a thread that never made a hub, or whose hub has closed.
 hub* live_hub() noexcept {
-    thread_state* ts = current_thread_state;
-    hub* h = ts != nullptr ? static_cast<hub*>(ts->hub) : nullptr;
+    hub* h = thread_hub;
     return h != nullptr && h->is_alive() ? h : nullptr;
 }
 

@@ -22,7 +22,7 @@ public:
 };
 
 hub& hub_to_wait_on() {
-    hub& h = this_thread_hub();
+    hub& h = hub::get();
     hub_access::check_may_wait(h);
     return h;
 }

@@ -5,8 +5,8 @@
 #define BOOST_TEST_MODULE stack
 #include <boost/test/unit_test.hpp>
 
-#include <fibers/detail/stack_overflow.hpp>
 #include <fibers/stack.hpp>
+#include "stack_overflow.hpp" // src/: the library's own, tested here
 
 #include <boost/context/detail/fcontext.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>

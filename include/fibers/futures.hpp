@@ -32,7 +32,7 @@ namespace fibers {
 
 template <class T>
 class future;
-class executor;
+class pool;
 
 namespace detail {
 
@@ -392,10 +392,10 @@ private:
 };
 
 /// What the pools share: submit and map over an `enqueue` of their own.
-class executor {
+class pool {
 public:
-    executor(executor const&) = delete;
-    executor& operator=(executor const&) = delete;
+    pool(pool const&) = delete;
+    pool& operator=(pool const&) = delete;
 
     /// Queues `fn()` (moved or copied into the pool, with the future's
     /// state, in one allocation) and returns its future.
@@ -460,8 +460,8 @@ public:
     std::size_t maxsize() const noexcept { return maxsize_; }
 
 protected:
-    explicit executor(std::size_t maxsize);
-    virtual ~executor() = default;
+    explicit pool(std::size_t maxsize);
+    virtual ~pool() = default;
     // Takes the queue's reference to `item`, releasing it if this throws.
     virtual void enqueue(detail::future_state* item) = 0;
 
@@ -472,7 +472,7 @@ private:
 /// Up to `maxsize` worker threads, made as work arrives, that run the work
 /// submitted (Gruvi's ThreadPool). For blocking calls and CPU-bound work
 /// that must not stall a hub. The destructor closes the pool and joins it.
-class thread_pool final : public executor {
+class thread_pool final : public pool {
 public:
     /// std::invalid_argument if maxsize is 0.
     explicit thread_pool(std::size_t maxsize);
@@ -497,7 +497,7 @@ private:
 /// may be submitted from any thread. The destructor closes the pool without
 /// waiting: the queued work still runs, on the hub, while the hub lives;
 /// what a closing hub never runs is cancelled.
-class fiber_pool final : public executor {
+class fiber_pool final : public pool {
 public:
     /// On the calling thread's hub (made if needed). std::invalid_argument
     /// if maxsize is 0.

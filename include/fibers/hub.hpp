@@ -16,13 +16,11 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
-#include <vector>
 
 namespace fibers {
 
@@ -31,7 +29,9 @@ class hub;
 namespace detail {
 struct hub_access;
 struct hub_signals;
-class task_record;
+class scheduled_fiber;
+// The calling fiber's turn goes to every entry queued before it:
+// sleep(0s).
 void give_turn(hub& h);
 
 // The switches the hub dispatches: inline, so that the resumed fiber
@@ -51,17 +51,6 @@ FIBERS_ALWAYS_INLINE std::any resume(thread_state& ts, resumption& r) {
     return resume_slowly(ts, r);
 }
 
-// The rule for an exception thrown into a waiting fiber (task::cancel's
-// `cancelled`, keyboard_interrupt, a switch_back's throw_to) that reaches
-// it after what it waited for had come: the wait returns what it got, and
-// the exception is thrown into the fiber at its next wait on its hub
-// instead, so that nothing completed is lost. Queues it for that, or, for a
-// task's own cancellation, re-arms the cancellation (later cancels merge
-// with it), and returns true. False, with nothing queued, when it must
-// propagate at once: it unwinds a dropped fiber, the fiber has no live hub
-// to wait on, or another such exception is pending for it already.
-bool defer_interruption(std::exception_ptr const& e) noexcept;
-
 // A resumption of the running fiber itself: nothing to switch.
 inline std::any take_own(resumption& r) {
     if (r.error)
@@ -69,32 +58,12 @@ inline std::any take_own(resumption& r) {
     return r.value != nullptr ? std::move(*r.value) : std::any();
 }
 
-// Where other threads queue work for a hub. Counted, and shared with what
-// may outlive the hub (a switch_back's state, an operation's handler): once
-// closed, under its lock, by a closing hub, nothing reaches the hub through
-// it any more.
-struct hub_mailbox {
-    explicit hub_mailbox(hub* h) noexcept : owner(h) {}
-    hub_mailbox(hub_mailbox const&) = delete;
-    hub_mailbox& operator=(hub_mailbox const&) = delete;
-    void add_reference() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept {
-        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1)
-            delete this;
-    }
-
-    hub* const owner; // dereferenced only while open
-    std::atomic<std::uint32_t> references{1};
-    std::atomic<bool> open{true};    // written under the mutex
-    std::atomic<bool> pending{false}; // entries is not empty
-    std::mutex mutex;
-    std::vector<ready_entry*> entries; // guarded
-    bool wake_posted = false;          // guarded
-    // guarded: the hub is in its idle spin, which watches `pending`, so a
-    // push needs no wake through the loop (an eventfd write, and Asio's
-    // mutex, which the spin's polls hold often).
-    bool spinning = false;
+// What the hub's inline paths read of its mailbox (the rest, with its
+// lock, is the library's): whether other threads queued work.
+struct mailbox_flag {
+    std::atomic<bool> pending{false}; // the mailbox has entries
 };
+struct hub_mailbox;
 
 // A callback queued with run_callback: it owns itself until it has run.
 template <class Fn>
@@ -152,7 +121,7 @@ public:
     /// When the next thing queued only resumes a fiber, the caller switches
     /// to that fiber itself, in queue order, rather than through the hub
     /// fiber: half the switches. Callbacks, work from other threads, and a
-    /// look at I/O every ready_between_polls dispatches go through the hub.
+    /// look at I/O every ready_between_io_checks dispatches go through the hub.
     std::any switch_to();
 
     /// Runs `fn()` in the hub fiber in a coming loop iteration, in the order
@@ -194,7 +163,7 @@ public:
 
     /// Fibers resumed one after the other before the loop looks at I/O and
     /// timers without blocking, so that neither starves the other.
-    static constexpr unsigned ready_between_polls = 64;
+    static constexpr unsigned ready_between_io_checks = 64;
     /// Asio handlers (I/O and timer completions, poll callbacks) run at most
     /// in one such look, however many the handlers themselves queue.
     static constexpr unsigned handlers_between_dispatches = 64;
@@ -205,6 +174,7 @@ private:
     enum class hub_state : std::uint8_t { open, closing, closed };
 
     hub();
+    static hub& make_for_this_thread();
     // Queues `e` on the hub's own thread, behind what other threads queued
     // before: one order, as Gruvi's single queue has.
     FIBERS_ALWAYS_INLINE void push_here(detail::ready_entry& e) noexcept {
@@ -220,12 +190,33 @@ private:
         if (FIBERS_UNLIKELY(mailbox_->pending.load(std::memory_order_relaxed)))
             take_remote();
     }
+    // The hub's dispatch rule, one for its loop and for the hand-off of a
+    // fiber that waits on it: the next ready entry goes now unless work
+    // from other threads is pending or a look at I/O is due
+    // (ready_between_io_checks dispatches since the last); a callback only in
+    // the hub fiber (`callbacks_too`). Pops and counts it; else null, and
+    // the hub fiber sees to what is due.
+    FIBERS_ALWAYS_INLINE detail::ready_entry* next_to_dispatch(bool callbacks_too) noexcept {
+        detail::ready_entry* e = ready_.front();
+        if (e == nullptr || (!callbacks_too && e->take == nullptr) || dispatched_ >= ready_between_io_checks ||
+            mailbox_->pending.load(std::memory_order_relaxed))
+            return nullptr;
+        ready_.pop_front();
+        ++dispatched_;
+        return e;
+    }
+    // Whether a taken resumption still has a fiber to resume.
+    static FIBERS_ALWAYS_INLINE bool has_fiber_to_resume(detail::resumption const& r) noexcept {
+        return r.target != nullptr && r.target->status.load(std::memory_order_relaxed) != detail::fiber_status::ended;
+    }
     void post(detail::ready_entry* owned_entry);
     std::any switch_to_slowly();
     void run_loop();
     void dispatch_until_closed();
-    void run_handlers(bool block);
-    // Out of work: polls for a while if busy (idle_spin), then sleeps.
+    // Runs the io_context's handlers: waits for one (`block`), or runs those
+    // ready, at most handlers_between_dispatches.
+    void run_io_handlers(bool block);
+    // Out of work: checks I/O for a while if busy (idle_spin), then sleeps.
     void wait_for_work();
     // Marks the hub as in its idle spin or not, for pushes from other
     // threads; whether the mailbox has entries.
@@ -236,8 +227,8 @@ private:
     void shut_down() noexcept;
     // No more work from other threads, and the state leaves `open`.
     void stop_accepting() noexcept;
-    void link_task(detail::task_record* t) noexcept;
-    void unlink_task(detail::task_record* t) noexcept;
+    void link_scheduled(detail::scheduled_fiber* f) noexcept;
+    void unlink_scheduled(detail::scheduled_fiber* f) noexcept;
     void detach_everything() noexcept;
     // Another thread's handed-back fiber references no longer wake this hub.
     void forget_anchor_wake() noexcept;
@@ -249,12 +240,13 @@ private:
     detail::ready_queue ready_;
     unsigned dispatched_ = 0;   // since the loop last looked at I/O
     bool loop_running_ = false; // the hub fiber has started its loop
-    bool spin_next_ = false;    // the last wait for work was short: poll before sleeping
+    bool spin_next_ = false;    // the last wait for work was short: check I/O before sleeping
     std::atomic<std::int64_t> idle_spin_ns_{default_idle_spin.count()};
     std::atomic<hub_state> state_{hub_state::open};
 
-    // Work queued from other threads, moved to ready_ by the loop.
-    detail::hub_mailbox* mailbox_;
+    // Work queued from other threads, moved to ready_ by the loop: a
+    // detail::hub_mailbox.
+    detail::mailbox_flag* mailbox_;
 
     std::unordered_map<std::string, std::any> data_;
     std::unique_ptr<poller> poller_;
@@ -262,7 +254,7 @@ private:
     std::atomic<bool> ignore_interrupt_{false};
 
     std::uint64_t tasks_made_ = 0;                // names "Fiber-N"
-    detail::task_record* newest_task_ = nullptr;  // its tasks that have not ended
+    detail::scheduled_fiber* newest_scheduled_ = nullptr; // its tasks that have not ended
 };
 
 /// The calling thread's hub (= hub::get()).
@@ -277,14 +269,9 @@ FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
         return switch_to_slowly();
     // Until the hub fiber runs, a task would end into the root rather than
     // into it: hand-offs start once it has.
-    while (detail::ready_entry* e = loop_running_ ? ready_.front() : nullptr) {
-        if (e->take == nullptr || dispatched_ >= ready_between_polls ||
-            mailbox_->pending.load(std::memory_order_relaxed))
-            break;
-        ready_.pop_front();
-        ++dispatched_;
+    while (detail::ready_entry* e = loop_running_ ? next_to_dispatch(false) : nullptr) {
         detail::resumption r = e->take(*e);
-        if (r.target == nullptr || r.target->status.load(std::memory_order_relaxed) == detail::fiber_status::ended)
+        if (!has_fiber_to_resume(r))
             continue;
         if (r.target == ts->current)
             return detail::take_own(r);
@@ -292,6 +279,41 @@ FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
     }
     return fiber_.switch_to();
 }
+
+namespace detail {
+
+// sleep(0s): the caller goes to the back of its hub's run queue. Inline, as
+// the hub's switch is.
+struct yield_entry final : ready_entry {
+    fiber_record* waiting;
+    bool ran = false;
+    explicit yield_entry(fiber_record* w) noexcept : waiting(w) {
+        take = [](ready_entry& e) -> resumption {
+            auto& self = static_cast<yield_entry&>(e);
+            self.ran = true;
+            return {self.waiting};
+        };
+    }
+    yield_entry(yield_entry const&) = delete;
+    yield_entry& operator=(yield_entry const&) = delete;
+    ~yield_entry() {
+        if (queued())
+            ready_queue::erase(*this);
+    }
+};
+
+FIBERS_ALWAYS_INLINE void give_turn(hub& h) {
+    // What other threads queued first goes first; before the entry is made,
+    // which then lives in registers until it is linked.
+    h.take_earlier_remote();
+    yield_entry entry(current_thread_state->current);
+    h.ready_.push_back(entry); // hub::switch_to checks the rest; the entry unlinks itself if it throws
+    do // it has not run yet: the hub runs what is queued
+        h.switch_to();
+    while (!entry.ran);
+}
+
+} // namespace detail
 
 template <class Fn>
 void detail::callback_entry<Fn>::run_and_delete(ready_entry& e) {

@@ -41,14 +41,6 @@ namespace fibers {
 
 namespace detail {
 
-// Reports `ec` as the token wants: stored in its error_code, or thrown.
-inline void report(boost::system::error_code const& ec, yield_t const& token) {
-    if (boost::system::error_code* sink = token.error_sink())
-        *sink = ec;
-    else if (ec)
-        throw boost::system::system_error(ec);
-}
-
 // One non-blocking attempt, then readiness waits, until `attempt` gives
 // something else than would_block. A wait that fails reports its error.
 template <class Socket, class Attempt>
@@ -63,7 +55,7 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
         boost::system::error_code ec;
         auto result = attempt(ec);
         if (ec != boost::asio::error::would_block && ec != boost::asio::error::try_again) {
-            report(ec, token);
+            report_error(ec, token);
             return result;
         }
         boost::system::error_code wait_error;
@@ -76,7 +68,7 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
             s.async_wait(what, yield[wait_error]);
         }
         if (wait_error) {
-            report(wait_error, token);
+            report_error(wait_error, token);
             return decltype(result){};
         }
     }
@@ -127,7 +119,7 @@ std::size_t transfer_all(BufferSequence const& buffers, yield_t const& token, So
             consume(rest, n);
         }
     }
-    report(ec, token);
+    report_error(ec, token);
     return done;
 }
 

@@ -54,10 +54,7 @@ public:
     std::any value_despite(std::exception_ptr interruption);
 
     void add_cleanup(std::function<void()> fn);
-    bool active() const noexcept {
-        return active_.load(std::memory_order_acquire) && !fired_.load(std::memory_order_acquire) &&
-               mailbox_->open.load(std::memory_order_acquire);
-    }
+    bool active() const noexcept;
     bool timed_out() const noexcept { return timed_out_.load(std::memory_order_acquire); }
     fiber const& origin() const noexcept { return origin_; }
     hub& owner() const noexcept { return *hub_; }

@@ -113,45 +113,7 @@ fiber current_fiber();
 task current_task();
 
 namespace detail {
-
 void sleep_for(std::chrono::nanoseconds d);
-
-// sleep(0s): the caller goes to the back of its hub's run queue. Inline, as
-// the hub's switch is.
-struct yield_entry final : ready_entry {
-    fiber_record* waiting;
-    bool ran = false;
-    explicit yield_entry(fiber_record* w) noexcept : waiting(w) {
-        take = [](ready_entry& e) -> resumption {
-            auto& self = static_cast<yield_entry&>(e);
-            self.ran = true;
-            return {self.waiting};
-        };
-    }
-    yield_entry(yield_entry const&) = delete;
-    yield_entry& operator=(yield_entry const&) = delete;
-    ~yield_entry() {
-        if (queued())
-            ready_queue::erase(*this);
-    }
-};
-
-FIBERS_ALWAYS_INLINE void give_turn(hub& h) {
-    // What other threads queued first goes first; before the entry is made,
-    // which then lives in registers until it is linked.
-    h.take_earlier_remote();
-    yield_entry entry(current_thread_state->current);
-    h.ready_.push_back(entry); // hub::switch_to checks the rest; the entry unlinks itself if it throws
-    do // it has not run yet: the hub runs what is queued
-        h.switch_to();
-    while (!entry.ran);
-}
-
-inline hub& this_thread_hub() {
-    thread_state const* ts = current_thread_state;
-    return ts != nullptr && ts->hub != nullptr ? *static_cast<hub*>(ts->hub) : get_hub();
-}
-
 } // namespace detail
 
 /// Suspends the calling fiber for `d`. A switchpoint. sleep(0s) puts it
@@ -162,7 +124,7 @@ template <class Rep, class Period>
 void sleep(std::chrono::duration<Rep, Period> d) {
     std::chrono::nanoseconds const ns = detail::saturated_nanoseconds(d);
     if (ns == ns.zero())
-        detail::give_turn(detail::this_thread_hub());
+        detail::give_turn(hub::get());
     else
         detail::sleep_for(ns);
 }

@@ -82,6 +82,16 @@ inline constexpr yield_t yield{};
 
 namespace detail {
 
+// Reports `ec` as the token wants: stored in its error_code (cleared on
+// success), or thrown as boost::system::system_error.
+inline void report_error(boost::system::error_code const& ec, yield_t const& token) {
+    if (boost::system::error_code* sink = token.error_sink())
+        *sink = ec;
+    else if (ec)
+        throw boost::system::system_error(ec);
+}
+
+
 // What the waiting fiber and the completion handler share. On the heap: the
 // handler may outlive the fiber's frame (the fiber unwound while waiting).
 class yield_core {
@@ -200,11 +210,7 @@ struct yield_result<boost::system::error_code, Args...> : yield_value<std::decay
     using value = yield_value<std::decay_t<Args>...>;
     static typename value::type take(std::tuple<boost::system::error_code, std::decay_t<Args>...>&& all,
                                      yield_t const& token) {
-        boost::system::error_code ec = std::get<0>(all);
-        if (boost::system::error_code* sink = token.error_sink())
-            *sink = ec;
-        else if (ec)
-            throw boost::system::system_error(ec);
+        report_error(std::get<0>(all), token);
         return std::apply([](auto&&, auto&&... rest) { return value::from(std::tuple<std::decay_t<Args>...>(
                                                                std::move(rest)...)); },
                           std::move(all));

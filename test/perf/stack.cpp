@@ -10,8 +10,8 @@
 // g++ -std=c++17 -O2 -DNDEBUG -Iinclude src/stack.cpp src/stack_overflow.cpp
 //     test/perf/stack.cpp -lboost_context -lpthread -o perf_stack
 
-#include <fibers/detail/stack_overflow.hpp>
 #include <fibers/stack.hpp>
+#include "stack_overflow.hpp" // src/: the library's own, tested here
 
 #include <boost/context/fixedsize_stack.hpp>
 #include <boost/context/pooled_fixedsize_stack.hpp>

@@ -82,6 +82,12 @@ public:
     virtual void deallocate_stack(boost::context::stack_context& stack) noexcept = 0;
     // Writes a short name for messages; async-signal-safe (no allocation).
     virtual std::size_t describe(char* buffer, std::size_t capacity) const noexcept;
+    // Whether `switcher`, a fiber of the same thread, may switch to this one
+    // (or become its parent). Asked on the checked path only: the inline
+    // path relies on switch_key, which a fiber gets at its start only if it
+    // accepts any switcher.
+    virtual bool accepts_switch_from(fiber_record const* switcher) const noexcept;
+    virtual bool accepts_any_switcher() const noexcept;
 
     // Read on every switch: kept together at the front.
     boost::context::detail::fcontext_t context = nullptr;
@@ -94,11 +100,12 @@ public:
     bool is_root = false;
     exception_state saved_exceptions;
 
-    thread_anchor* anchor = nullptr;                 // identifies the owner thread, outlives it
-    fiber_record const* only_switched_by = nullptr;  // tasks: only their hub may switch to them
+    thread_anchor* anchor = nullptr; // identifies the owner thread, outlives it
+    // Non-null: switchpoint() in this fiber throws fibers::error with this
+    // message (a fiber that must never wait, such as a scheduler's own).
+    char const* switchpoint_refusal = nullptr;
 
     bool has_locals = false;        // holds a fibers::local value: destroy them at its end
-    bool is_task = false;           // a task_record
     fiber_record* parent = nullptr; // strong; the owner writes it under the anchor's mutex
     boost::context::stack_context stack{};
     // The same stack for handles on any thread: its top and size from just
@@ -125,7 +132,7 @@ public:
     // An exception thrown into the fiber as it waited on its hub, after what
     // it waited for had come: the wait returned that, and this entry, queued
     // on the hub, throws the exception in at the fiber's next wait (see
-    // defer_interruption in hub.hpp). Taken off the queue when the fiber
+    // defer_interruption in ready_queue.hpp). Taken off the queue when the fiber
     // ends; `error` is set only while it is queued.
     struct interruption_entry : ready_entry {
         fiber_record* fiber = nullptr;
@@ -137,11 +144,20 @@ protected:
     fiber_record() = default;
 };
 
-template <class Result>
-struct target_result {
-    static_assert(std::is_copy_constructible_v<std::decay_t<Result>>,
-                  "a fiber's result is delivered as std::any, so it must be copy-constructible");
-};
+// Calls a fiber's (or a task's) target and returns its result as the
+// std::any that a fiber delivers: empty for a void target.
+template <class Fn>
+std::any invoke_target(Fn& target) {
+    using result = std::invoke_result_t<Fn&>;
+    if constexpr (std::is_void_v<result>) {
+        std::invoke(target);
+        return {};
+    } else {
+        static_assert(std::is_copy_constructible_v<std::decay_t<result>>,
+                      "a fiber's result is delivered as std::any, so it must be copy-constructible");
+        return std::any(std::invoke(target));
+    }
+}
 
 // A record that owns its target `Fn` and its stack allocator. `Base` is
 // fiber_record or a subclass that adds state (tasks).
@@ -154,16 +170,7 @@ public:
         target_.emplace(std::forward<F>(target));
     }
 
-    std::any run() override {
-        using result = std::invoke_result_t<Fn&>;
-        if constexpr (std::is_void_v<result>) {
-            std::invoke(*target_);
-            return {};
-        } else {
-            (void)target_result<result>{};
-            return std::any(std::invoke(*target_));
-        }
-    }
+    std::any run() override { return invoke_target(*target_); }
     void discard_target() noexcept override { target_.reset(); }
     boost::context::stack_context allocate_stack() override { return salloc_.allocate(); }
     void deallocate_stack(boost::context::stack_context& stack) noexcept override {

@@ -51,6 +51,17 @@ struct ready_entry {
     bool queued() const noexcept { return prev != nullptr; }
 };
 
+// The rule for an exception thrown into a waiting fiber (task::cancel's
+// `cancelled`, keyboard_interrupt, a switch_back's throw_to) that reaches
+// it after what it waited for had come: the wait returns what it got, and
+// the exception is thrown into the fiber at its next wait on its hub
+// instead, so that nothing completed is lost. Queues it for that, or, for a
+// task's own cancellation, re-arms the cancellation (later cancels merge
+// with it), and returns true. False, with nothing queued, when it must
+// propagate at once: it unwinds a dropped fiber, the fiber has no live hub
+// to wait on, or another such exception is pending for it already.
+bool defer_interruption(std::exception_ptr const& e) noexcept;
+
 class ready_queue {
 public:
     ready_queue() noexcept { head_.prev = head_.next = &head_; }

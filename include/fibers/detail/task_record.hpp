@@ -6,6 +6,7 @@
 
 #include <fibers/detail/fiber_record.hpp>
 #include <fibers/detail/ready_queue.hpp>
+#include <fibers/detail/scheduled_fiber.hpp>
 
 #include <any>
 #include <cstddef>
@@ -53,17 +54,17 @@ protected:
     ~join_waiter() = default;
 };
 
-// A fiber scheduled by its hub (Gruvi's Fiber): a child of the hub's fiber
-// that only the hub switches to.
-class task_record : public fiber_record {
+// A fiber scheduled by its hub (Gruvi's Fiber).
+class task_record : public scheduled_fiber {
 public:
     task_record() noexcept;
     ~task_record() override;
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override;
+    void ended_unrun() noexcept override;
+    bool rearm_interruption(std::exception_ptr const& e) noexcept override;
     // "Fiber-N" unless it was given a name; made on first demand.
     std::string const& name() const;
 
-    hub* owner = nullptr;            // used on its thread
     hub_mailbox* mailbox = nullptr;  // counted: for requests from other threads
     std::uint64_t number = 0; // N of "Fiber-N", counted per hub
     std::string given_name;
@@ -84,13 +85,6 @@ public:
     std::vector<std::pair<std::size_t, std::function<void()>>> done_callbacks;
     std::size_t next_callback_id = 1;
     join_waiter* first_joiner = nullptr;
-
-    // The hub's list of its tasks that have not ended; once started, the
-    // hub holds a reference until the end.
-    task_record* newer_task = nullptr;
-    task_record* older_task = nullptr;
-    bool in_hub_list = false;
-    bool held_by_hub = false;
 };
 
 // The end of a task, in the task (or in the hub at close, for one that never
@@ -107,17 +101,7 @@ template <class Fn>
 struct task_body {
     Fn fn;
     std::any operator()() { return run_as_task(&invoke, &fn); }
-    static std::any invoke(void* target) {
-        Fn& f = *static_cast<Fn*>(target);
-        using result = std::invoke_result_t<Fn&>;
-        if constexpr (std::is_void_v<result>) {
-            std::invoke(f);
-            return {};
-        } else {
-            (void)target_result<result>{};
-            return std::any(std::invoke(f));
-        }
-    }
+    static std::any invoke(void* target) { return invoke_target(*static_cast<Fn*>(target)); }
 };
 
 // Makes `record` a task of `on` (null: this thread's hub), a child of the

@@ -52,7 +52,6 @@ public:
     std::exception_ptr incoming_error;
 
     fiber_record* root = nullptr;
-    void* hub = nullptr;                 // the thread's fibers::hub, once made
     fiber_record* newest_live = nullptr; // fibers of this thread that have not ended
     bool overflow_handler_ready = false;
 

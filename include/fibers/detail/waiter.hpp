@@ -18,13 +18,21 @@
 // thread from the one that wakes it.
 
 #include <fibers/detail/duration.hpp>
-#include <fibers/switch_back.hpp>
+#include <fibers/detail/ready_queue.hpp>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <mutex>
 #include <optional>
+
+namespace fibers {
+// The waiters hold only pointers: sync.hpp and futures.hpp need neither the
+// hub's nor switch_back's header, nor the Asio headers those bring.
+class hub;
+template <class... Args>
+class switch_back;
+} // namespace fibers
 
 namespace fibers::detail {
 

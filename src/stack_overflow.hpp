@@ -1,8 +1,8 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
-#ifndef FIBERS_DETAIL_STACK_OVERFLOW_HPP
-#define FIBERS_DETAIL_STACK_OVERFLOW_HPP
+#ifndef FIBERS_SRC_STACK_OVERFLOW_HPP
+#define FIBERS_SRC_STACK_OVERFLOW_HPP
 
 #include <fibers/detail/config.hpp>
 
@@ -83,4 +83,4 @@ bool find_arena_guard(void const* addr, arena_guard_hit& hit) noexcept;
 } // namespace detail
 } // namespace fibers
 
-#endif // FIBERS_DETAIL_STACK_OVERFLOW_HPP
+#endif // FIBERS_SRC_STACK_OVERFLOW_HPP
