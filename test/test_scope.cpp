@@ -429,6 +429,74 @@ BOOST_AUTO_TEST_CASE(deadlines_race_socket_reads) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(scopes_at_hub_close_and_thread_exit) {
+    // A task unwound by its hub's close inside a scope whose timer is
+    // pending, another inside a scope that fired, and a scope of the root
+    // that outlives the close and is cancelled after it.
+    bool unwound = false;
+    on_new_thread([&] {
+        fibers::spawn([&] {
+            struct flag {
+                bool& b;
+                ~flag() { b = true; }
+            } f{unwound};
+            fibers::cancel_scope scope(30s);
+            fibers::sleep(60s);
+        });
+        fibers::spawn([] {
+            fibers::cancel_scope scope;
+            scope.cancel();
+            for (;;) {
+                try {
+                    fibers::sleep(60s);
+                } catch (fibers::cancelled const&) {
+                }
+            }
+        });
+        fibers::sleep(10ms);
+        fibers::cancel_scope root_scope(30s);
+        fibers::get_hub().close();
+        root_scope.cancel();
+        BOOST_TEST(root_scope.cancel_called());
+    });
+    BOOST_TEST(unwound);
+    for (int round = 0; round < 50; ++round) {
+        // The thread ends at a random moment while tasks wait in scopes
+        // that fire at random moments, one cancelled from another thread.
+        std::minstd_rand random(static_cast<unsigned>(round));
+        on_new_thread([&] {
+            fibers::cancel_scope* shared = nullptr;
+            fibers::event started;
+            fibers::spawn([&] {
+                fibers::cancel_scope scope;
+                shared = &scope;
+                started.set();
+                try {
+                    fibers::sleep(60s);
+                } catch (fibers::cancelled const&) {
+                }
+                fibers::sleep(60s);
+            });
+            for (int i = 0; i < 3; ++i)
+                fibers::spawn([d = random() % 300] {
+                    fibers::cancel_scope scope{std::chrono::microseconds(d)};
+                    fibers::event never;
+                    try {
+                        never.wait();
+                    } catch (fibers::timeout const&) {
+                    }
+                });
+            started.wait();
+            std::thread canceller([shared, d = random() % 300] {
+                std::this_thread::sleep_for(std::chrono::microseconds(d));
+                shared->cancel();
+            });
+            fibers::sleep(std::chrono::microseconds(random() % 300));
+            canceller.join(); // the scope lives until the hub unwinds its task
+        });
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(task_groups)
@@ -713,6 +781,40 @@ BOOST_AUTO_TEST_CASE(failures_race_cancels_in_a_loop) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(groups_at_thread_exit_in_a_loop) {
+    // The thread returns at a random moment while its root's group has
+    // children in reads, sleeps and scopes: the destructor cancels and
+    // waits for them, then the hub closes.
+    for (int round = 0; round < 50; ++round) {
+        std::minstd_rand random(static_cast<unsigned>(round) + 1000);
+        int ended = 0;
+        on_new_thread([&] {
+            auto& io = fibers::get_hub().loop();
+            auto [client, server] = connected_pair(io);
+            fibers::task_group g;
+            g.spawn([&, &server = server] {
+                char buffer[8];
+                try {
+                    server.async_read_some(boost::asio::buffer(buffer), fibers::yield);
+                } catch (fibers::cancelled const&) {
+                }
+                ++ended;
+            });
+            g.spawn([&, d = random() % 300] {
+                fibers::cancel_scope scope{std::chrono::microseconds(d)};
+                try {
+                    fibers::sleep(60s);
+                } catch (fibers::timeout const&) {
+                } catch (fibers::cancelled const&) {
+                }
+                ++ended;
+            });
+            fibers::sleep(std::chrono::microseconds(random() % 300));
+        });
+        BOOST_TEST_REQUIRE(ended == 2);
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(races)
@@ -797,6 +899,41 @@ BOOST_AUTO_TEST_CASE(a_read_against_a_deadline) {
         BOOST_TEST(second.index() == 0u);
         BOOST_TEST(std::get<0>(second) == 3u);
         BOOST_TEST(std::string(buffer, 3) == "abc");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(races_against_other_threads_in_a_loop) {
+    // A racer waits on an event that another thread sets at a random moment,
+    // against a sleep of a random length, while a third thread cancels the
+    // racing task at a random moment: either outcome, or cancelled, and
+    // nothing left behind.
+    in_task([] {
+        std::minstd_rand random(4242);
+        int outcomes[3] = {0, 0, 0};
+        for (int round = 0; round < 100; ++round) {
+            fibers::event ready;
+            int outcome = 2;
+            unsigned const sleep_for = random() % 300;
+            fibers::task racer = fibers::spawn([&] {
+                auto r = fibers::race([&] { return ready.wait(); },
+                                      [&] { fibers::sleep(std::chrono::microseconds(sleep_for)); });
+                outcome = static_cast<int>(r.index());
+            });
+            std::thread setter([&ready, d = random() % 300] {
+                std::this_thread::sleep_for(std::chrono::microseconds(d));
+                ready.set();
+            });
+            std::thread canceller([racer, d = random() % 600]() mutable {
+                std::this_thread::sleep_for(std::chrono::microseconds(d));
+                racer.cancel();
+            });
+            racer.join();
+            setter.join();
+            canceller.join();
+            ++outcomes[outcome];
+        }
+        BOOST_TEST(outcomes[0] + outcomes[1] + outcomes[2] == 100);
+        BOOST_TEST_MESSAGE("event " << outcomes[0] << ", sleep " << outcomes[1] << ", cancelled " << outcomes[2]);
     });
 }
 
