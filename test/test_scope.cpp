@@ -689,6 +689,30 @@ BOOST_AUTO_TEST_CASE(an_owner_cancelled_in_join_still_waits_for_its_children) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(a_group_destroyed_inside_a_fired_scope_still_waits) {
+    in_task([] {
+        bool child_done = false;
+        fibers::cancel_scope scope;
+        {
+            fibers::task_group g;
+            g.spawn([&] {
+                try {
+                    fibers::sleep(30s);
+                } catch (fibers::cancelled const&) {
+                    fibers::sleep(10ms);
+                    child_done = true;
+                    throw;
+                }
+            });
+            scope.cancel();
+            BOOST_CHECK_THROW(g.join(), fibers::cancelled); // the scope's
+            BOOST_TEST(!child_done);
+        } // cancels the child, and waits for it despite the scope
+        BOOST_TEST(child_done);
+        BOOST_TEST(what_a_sleep_does(10ms) == "threw cancelled"); // the scope is still there
+    });
+}
+
 BOOST_AUTO_TEST_CASE(groups_nest) {
     in_task([] {
         int grandchildren_cancelled = 0;
