@@ -348,6 +348,8 @@ BOOST_AUTO_TEST_CASE(not_in_the_hub_fiber) {
         fibers::sleep(0s);
         fibers::sleep(0s);
         BOOST_TEST(what == "refused");
+        fibers::get_hub().close();
+        BOOST_CHECK_THROW(fibers::cancel_scope(), fibers::error); // no hub to deliver it
     });
 }
 
@@ -766,6 +768,18 @@ BOOST_AUTO_TEST_CASE(groups_used_from_another_thread_refuse) {
             }
         }).join();
         BOOST_TEST(what == "refused");
+        fibers::hub* other_hub = nullptr;
+        std::promise<void> made, done;
+        std::thread other([&] {
+            other_hub = &fibers::get_hub();
+            made.set_value();
+            done.get_future().wait();
+        });
+        made.get_future().wait();
+        BOOST_CHECK_THROW(g.spawn([] {}, fibers::task_options{"elsewhere", other_hub}), std::invalid_argument);
+        BOOST_TEST(g.size() == 0u);
+        done.set_value();
+        other.join();
     });
 }
 
