@@ -3,8 +3,9 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 
 // An echo server written as plain sequential code: one task per connection
-// that reads and writes back, one task that accepts, and a root fiber that
-// waits for SIGINT or SIGTERM. See doc/example.md for a walk-through.
+// that reads and writes back, one task that accepts, all of them in one
+// task_group, and a root fiber that waits for SIGINT or SIGTERM and then
+// cancels the group. See doc/example.md for a walk-through.
 //
 //   echo_server [--host 127.0.0.1] [--port 7000] [--threads 1]
 //               [--idle-timeout SECONDS] [--max-connections N] [--idle-spin MICROSECONDS]
@@ -13,6 +14,7 @@
 #include <fibers/hub.hpp>
 #include <fibers/io.hpp>
 #include <fibers/log.hpp>
+#include <fibers/scope.hpp>
 #include <fibers/switch_back.hpp>
 #include <fibers/task.hpp>
 #include <fibers/yield.hpp>
@@ -30,7 +32,6 @@
 #include <cstdlib>
 #include <future>
 #include <iostream>
-#include <list>
 #include <optional>
 #include <string>
 #include <thread>
@@ -85,34 +86,37 @@ public:
 
     unsigned short port() const { return acceptor_.local_endpoint().port(); }
 
-    // In the root fiber: serves until SIGINT or SIGTERM, then stops cleanly.
+    // In the root fiber: serves until SIGINT or SIGTERM, then stops cleanly;
+    // or until a task fails with an exception it did not expect, which
+    // run() then rethrows.
     void run() {
         fibers::hub& hub = fibers::get_hub();
-        fibers::task accepting = fibers::spawn([this] { accept_connections(); }, fibers::task_options{"acceptor"});
-        fibers::switch_back<boost::system::error_code, int> stop;
-        terminate_.async_wait(stop);
+        tasks_.spawn([this] { accept_connections(); }, fibers::task_options{"acceptor"});
         try {
-            stop.wait();
+            // SIGINT is thrown here, in the root, as keyboard_interrupt.
+            fibers::race([this] { wait_for_sigterm(); }, [this] { tasks_.join(); });
         } catch (fibers::keyboard_interrupt const&) {
-            // SIGINT: the hub throws it here, in the root
         }
         hub.ignore_interrupt(true); // a second Ctrl-C does not cut the stop short
-        // Stop accepting, then close every connection, then the hub.
-        accepting.cancel("stopping");
-        accepting.join();
+        // The acceptor and every connection, in one call; each closes its
+        // socket as it unwinds.
+        tasks_.cancel("stopping");
+        tasks_.join();
         acceptor_.close();
-        for (auto& connection : std::list<fibers::task>(connections_))
-            connection.cancel("stopping");
-        while (!connections_.empty())
-            fibers::task(connections_.front()).join();
         hub.close();
     }
 
 private:
+    void wait_for_sigterm() {
+        fibers::switch_back<boost::system::error_code, int> signalled;
+        terminate_.async_wait(signalled);
+        signalled.wait();
+    }
+
     void accept_connections() {
         auto backoff = 10ms;
         for (;;) {
-            if (cfg_.max_connections != 0 && connections_.size() >= cfg_.max_connections) {
+            if (cfg_.max_connections != 0 && connections_ >= cfg_.max_connections) {
                 wait_for_a_free_slot();
                 continue;
             }
@@ -130,7 +134,14 @@ private:
             }
             backoff = 10ms;
             peer.set_option(tcp::no_delay(true));
-            start_connection(std::move(peer));
+            try {
+                start_connection(std::move(peer));
+            } catch (fibers::error const&) {
+                // The accept had completed when the stop cancelled the
+                // group, which takes no more tasks: the peer is closed, and
+                // the cancellation comes at this task's next wait.
+                return;
+            }
         }
     }
 
@@ -145,28 +156,30 @@ private:
     }
 
     void start_connection(tcp::socket peer) {
-        // The list holds the task while it runs; it removes itself at its end.
-        auto place = connections_.emplace(connections_.end());
-        *place = fibers::spawn([this, place, peer = std::move(peer)]() mutable {
+        tasks_.spawn([this, peer = std::move(peer)]() mutable {
             // However serve() ends (cancelled by the stop included), the
-            // socket closes and the slot frees: run() waits for the list to
-            // empty, the acceptor perhaps for a slot.
+            // socket closes and the slot frees: the acceptor may wait for one.
             struct leave {
                 server* s;
-                std::list<fibers::task>::iterator place;
                 tcp::socket& peer;
                 ~leave() {
                     boost::system::error_code ignored;
                     peer.close(ignored);
-                    s->connections_.erase(place);
+                    --s->connections_;
                     if (s->slot_free_ != nullptr)
                         std::exchange(s->slot_free_, nullptr)->switch_to();
                 }
-            } when_done{this, place, peer};
+            } when_done{this, peer};
             serve(peer);
         });
+        ++connections_; // the task runs in a coming loop iteration
     }
 
+    // --idle-timeout is a deadline on each read and write (yield.after)
+    // rather than a cancel_scope: idle means one wait that lasts too long,
+    // which is what a per-operation deadline says, and it costs nothing
+    // when there is none. A scope would have to be made anew around each
+    // read; scopes suit a deadline on a sequence of waits (doc/scope.md).
     void serve(tcp::socket& peer) {
         char buffer[16 * 1024];
         auto token = cfg_.idle_timeout.count() != 0 ? fibers::yield.after(cfg_.idle_timeout) : fibers::yield;
@@ -195,8 +208,11 @@ private:
     config const& cfg_;
     tcp::acceptor acceptor_;
     asio::signal_set terminate_;
-    std::list<fibers::task> connections_;
+    std::size_t connections_ = 0;                // being served
     fibers::switch_back<>* slot_free_ = nullptr; // the acceptor, waiting for a connection to end
+    // Last: destroyed first, it cancels and waits for what still runs
+    // (run() ended by an exception) while the rest of the server lives.
+    fibers::task_group tasks_;
 };
 
 // A count from the command line: parsed signed, so that "-1" is refused

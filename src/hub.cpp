@@ -102,6 +102,8 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
         std::rethrow_exception(e);
     } catch (forced_unwind const&) {
         return false; // nothing may stop an unwinding, nor wait for it
+    } catch (self_renewing_interruption const&) {
+        return true;
     } catch (...) {
     }
     if (auto* scheduled = dynamic_cast<scheduled_fiber*>(self); scheduled != nullptr && scheduled->rearm_interruption(e))

@@ -50,6 +50,13 @@ struct hub_mailbox final : mailbox_flag {
 // The calling thread's hub once made (until it is destroyed), else null.
 extern __thread hub* thread_hub FIBERS_INITIAL_EXEC_TLS;
 
+// An interruption that its source throws again by itself at the fiber's
+// next wait, for as long as it applies (a cancel scope that fired): a wait
+// that had completed when it came lets it go, rather than defer it.
+struct self_renewing_interruption {
+    virtual ~self_renewing_interruption() = default;
+};
+
 struct hub_access {
     static thread_state& thread(hub const& h) noexcept { return *h.thread_; }
     static fiber_record* record(hub const& h) noexcept { return h.record_; }

@@ -14,6 +14,7 @@
 #include <fibers/local.hpp>
 #include <fibers/log.hpp>
 #include <fibers/poller.hpp>
+#include <fibers/scope.hpp>
 #include <fibers/stack.hpp>
 #include <fibers/switch_back.hpp>
 #include <fibers/switchpoint.hpp>

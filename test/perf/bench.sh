@@ -54,6 +54,7 @@ if $quick; then
     hub_args=(1 3)
     sync_args=(1 3)
     million_args=(--tasks 100000 --repetitions 3)
+    scope_args=(1 3)
     echo_args=(--duration 2 --warmup 0.5 --repetitions 1)
 else
     switch_args=()
@@ -61,6 +62,7 @@ else
     hub_args=()
     sync_args=()
     million_args=()
+    scope_args=()
     echo_args=()
 fi
 
@@ -94,6 +96,7 @@ run perf_stack "$perf/perf_stack" "${stack_args[@]}"
 run perf_hub "$perf/perf_hub" "${hub_args[@]}"
 run perf_sync "$perf/perf_sync" "${sync_args[@]}"
 run perf_million "$perf/perf_million" "${million_args[@]}"
+run perf_scope "$perf/perf_scope" "${scope_args[@]}"
 run echo.sh test/perf/echo.sh "${echo_args[@]}" "$build"
 printf 'MACHINE load_after="%s"\n' "$(loadavg)" >>"$log"
 say "all benchmarks: $((SECONDS - started)) s; log: $log"
