@@ -41,6 +41,7 @@ public:
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
         return text_writer(buffer, capacity).put("Hub").size();
     }
+    char const* kind() const noexcept override { return "hub"; }
 };
 
 // Resumes the root fiber with keyboard_interrupt.

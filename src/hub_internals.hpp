@@ -9,6 +9,7 @@
 #include "fiber_internals.hpp"
 
 #include <fibers/detail/scheduled_fiber.hpp>
+#include <fibers/detail/published_wait.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/hub.hpp>
 

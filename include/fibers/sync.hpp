@@ -9,6 +9,7 @@
 // hub and by plain threads: a fiber that waits suspends only itself, a
 // thread without a hub blocks. Waiters are served first come, first served.
 
+#include <fibers/detail/published_wait.hpp>
 #include <fibers/detail/waiter.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/switchpoint.hpp>
@@ -252,6 +253,7 @@ public:
     void join() {
         switchpoint();
         std::unique_lock<std::mutex> lock(guard_);
+        detail::published_wait note("queue join", detail::waited_object::primitive, this);
         while (unfinished_ != 0)
             joiners_.wait(lock, std::nullopt);
     }
@@ -261,6 +263,8 @@ public:
         switchpoint();
         auto const until = deadline_after(timeout);
         std::unique_lock<std::mutex> lock(guard_);
+        detail::published_wait note("queue join", detail::waited_object::primitive, this,
+                                    detail::publication_deadline(until));
         while (unfinished_ != 0)
             if (!joiners_.wait(lock, until))
                 return unfinished_ == 0;
@@ -288,6 +292,8 @@ private:
         w.payload = &request;
         // Woken, a getter has taken the item in (or failed to: its move
         // threw). An exception after that still leaves: the put happened.
+        detail::published_wait note("queue put", detail::waited_object::primitive, this,
+                                    detail::publication_deadline(until));
         if (!putters_.wait(lock, until, w))
             throw queue_full();
         if (request.error)
@@ -311,6 +317,8 @@ private:
         w.payload = &slot;
         bool got;
         try {
+            detail::published_wait note("queue get", detail::waited_object::primitive, this,
+                                        detail::publication_deadline(until));
             got = getters_.wait(lock, until, w);
         } catch (...) {
             if (w.woken() && slot)

@@ -1,0 +1,46 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#ifndef FIBERS_SRC_DIAGNOSTICS_INTERNALS_HPP
+#define FIBERS_SRC_DIAGNOSTICS_INTERNALS_HPP
+
+// The registry of threads and their live fibers that the diagnostics read
+// (src/diagnostics.cpp). Private to the library.
+
+#include <fibers/detail/thread_state.hpp>
+
+#include <atomic>
+#include <thread>
+
+namespace fibers::detail {
+
+// Puts a new thread's state on the list of every thread's, and takes it off
+// before the state is deleted.
+void register_thread(thread_state& ts) noexcept;
+void unregister_thread(thread_state& ts) noexcept;
+
+// A flag held as a lock. The holders are short: a thread changing its list
+// of live fibers, or a diagnostic copying it. Not a std::mutex, so that a
+// signal handler may try it.
+inline void acquire_flag(std::atomic<bool>& flag) noexcept {
+    while (flag.exchange(true, std::memory_order_acquire))
+        while (flag.load(std::memory_order_relaxed))
+            std::this_thread::yield();
+}
+inline void release_flag(std::atomic<bool>& flag) noexcept { flag.store(false, std::memory_order_release); }
+
+// Held by the owner thread while it changes its list of live fibers.
+class live_list_guard {
+public:
+    explicit live_list_guard(thread_state& ts) noexcept : flag_(ts.live_list_busy) { acquire_flag(flag_); }
+    live_list_guard(live_list_guard const&) = delete;
+    live_list_guard& operator=(live_list_guard const&) = delete;
+    ~live_list_guard() { release_flag(flag_); }
+
+private:
+    std::atomic<bool>& flag_;
+};
+
+} // namespace fibers::detail
+
+#endif // FIBERS_SRC_DIAGNOSTICS_INTERNALS_HPP

@@ -1,0 +1,357 @@
+// Copyright the fibers authors.
+// Distributed under the Boost Software License, Version 1.0.
+// (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#define BOOST_TEST_MODULE diagnostics
+#include <boost/test/unit_test.hpp>
+
+#include <fibers/diagnostics.hpp>
+#include <fibers/fiber.hpp>
+#include <fibers/hub.hpp>
+#include <fibers/switch_back.hpp>
+#include <fibers/sync.hpp>
+#include <fibers/task.hpp>
+#include <fibers/yield.hpp>
+
+#include "child_process.hpp"
+#include "test_support.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using fibers::fiber_info;
+using fibers::fiber_state;
+using fibers_test::on_new_thread;
+
+namespace {
+
+fiber_info const* find(std::vector<fiber_info> const& fibers, std::string const& name) {
+    auto it = std::find_if(fibers.begin(), fibers.end(), [&](fiber_info const& f) { return f.name == name; });
+    return it == fibers.end() ? nullptr : &*it;
+}
+
+bool starts_with(std::string const& s, std::string const& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+
+std::string describe(std::vector<fiber_info> const& fibers) {
+    std::ostringstream out;
+    for (fiber_info const& f : fibers)
+        out << "  " << f.name << " (" << f.kind << ") waiting on `" << f.waiting_on << "`\n";
+    return out.str();
+}
+
+// Lets every task that was spawned run up to its first wait.
+void let_tasks_settle() {
+    for (int k = 0; k < 10; ++k)
+        fibers::sleep(0s);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(listing)
+
+BOOST_AUTO_TEST_CASE(a_thread_without_fibers_lists_its_root) {
+    on_new_thread([] {
+        std::vector<fiber_info> fibers = fibers::list_fibers();
+        BOOST_REQUIRE_EQUAL(fibers.size(), 1u);
+        fiber_info const& root = fibers[0];
+        BOOST_TEST(root.name == "Root");
+        BOOST_TEST(root.kind == "root");
+        BOOST_TEST(root.parent_id == 0u);
+        BOOST_TEST(root.id != 0u);
+        BOOST_TEST((root.state == fiber_state::running));
+        BOOST_TEST(root.stack_size == 0u);
+        BOOST_TEST(root.waiting_on.empty());
+    });
+}
+
+BOOST_AUTO_TEST_CASE(fibers_are_listed_from_birth_to_end_with_their_tree) {
+    on_new_thread([] {
+        std::uintptr_t const root_id = fibers::list_fibers().at(0).id;
+        fibers::fiber plain([] { fibers::fiber::current().parent().switch_to(); });
+        std::vector<fiber_info> before = fibers::list_fibers();
+        BOOST_REQUIRE_EQUAL(before.size(), 2u);
+        fiber_info const& made = before[1];
+        BOOST_TEST(made.kind == "fiber");
+        BOOST_TEST(starts_with(made.name, "fiber-0x"));
+        BOOST_TEST((made.state == fiber_state::not_started));
+        BOOST_TEST(made.parent_id == root_id);
+
+        plain.switch_to(); // it runs, and switches back at once
+        std::vector<fiber_info> during = fibers::list_fibers();
+        BOOST_REQUIRE_EQUAL(during.size(), 2u);
+        BOOST_TEST((during[1].state == fiber_state::suspended));
+        BOOST_TEST(during[1].id == made.id);
+        BOOST_TEST(during[1].stack_size > 0u);
+        BOOST_TEST(during[1].waiting_on.empty()); // a plain switch publishes nothing
+
+        plain.switch_to(); // it returns
+        BOOST_TEST(!plain.is_alive());
+        BOOST_TEST(fibers::list_fibers().size() == 1u);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(the_running_fiber_is_running_and_its_callers_suspended) {
+    on_new_thread([] {
+        std::vector<fiber_info> seen;
+        fibers::fiber f([&] { seen = fibers::list_fibers(); });
+        f.switch_to();
+        BOOST_REQUIRE_EQUAL(seen.size(), 2u);
+        BOOST_TEST((seen[0].state == fiber_state::suspended));
+        BOOST_TEST((seen[1].state == fiber_state::running));
+    });
+}
+
+BOOST_AUTO_TEST_CASE(each_wait_publishes_what_it_waits_on) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        fibers::mutex m;
+        fibers::event never;
+        fibers::mutex cm;
+        fibers::condition cond(cm);
+        fibers::queue<int> q;
+        fibers::queue<int> full(1);
+        full.put(1);
+        boost::asio::steady_timer timer(h.loop(), 1h);
+        std::vector<fibers::task> tasks;
+        m.lock();
+        auto named = [](char const* name) { return fibers::task_options{name}; };
+        tasks.push_back(fibers::spawn([] { fibers::sleep(1h); }, named("sleeper")));
+        fibers::task sleeper = tasks.back();
+        tasks.push_back(fibers::spawn([&] { sleeper.join(); }, named("joiner")));
+        tasks.push_back(fibers::spawn([&] { sleeper.join(1h); }, named("timed joiner")));
+        tasks.push_back(fibers::spawn([&] { m.lock(); m.unlock(); }, named("locker")));
+        tasks.push_back(fibers::spawn([&] { never.wait(); }, named("event waiter")));
+        tasks.push_back(fibers::spawn([&] { never.wait(1h); }, named("timed event waiter")));
+        tasks.push_back(fibers::spawn([&] {
+            std::lock_guard<fibers::mutex> lock(cm);
+            cond.wait();
+        }, named("condition waiter")));
+        tasks.push_back(fibers::spawn([&] { q.get(); }, named("getter")));
+        tasks.push_back(fibers::spawn([&] { full.put(2); }, named("putter")));
+        tasks.push_back(fibers::spawn([&] { timer.async_wait(fibers::yield); }, named("asio waiter")));
+        tasks.push_back(fibers::spawn([] { fibers::switch_back<> sb; sb.wait(); }, named("switch_back waiter")));
+        let_tasks_settle();
+
+        std::vector<fiber_info> fibers = fibers::list_fibers();
+        BOOST_TEST_MESSAGE("listed:\n" << describe(fibers));
+        auto waiting_on = [&](std::string const& name) {
+            fiber_info const* f = find(fibers, name);
+            BOOST_REQUIRE_MESSAGE(f != nullptr, name << " is not listed");
+            BOOST_TEST((f->state == fiber_state::suspended));
+            BOOST_TEST(f->kind == "task");
+            return f->waiting_on;
+        };
+        auto address = [](void const* p) {
+            std::ostringstream out;
+            out << std::hex << "0x" << reinterpret_cast<std::uintptr_t>(p);
+            return out.str();
+        };
+        std::string const sleep = waiting_on("sleeper");
+        BOOST_TEST(starts_with(sleep, "sleep, "), sleep);
+        BOOST_TEST(sleep.find(" s left") != std::string::npos, sleep);
+        BOOST_TEST(waiting_on("joiner") == "join sleeper");
+        BOOST_TEST(starts_with(waiting_on("timed joiner"), "join sleeper, "));
+        BOOST_TEST(starts_with(waiting_on("locker"), "mutex 0x"));
+        BOOST_TEST(waiting_on("event waiter") == "event " + address(&never));
+        BOOST_TEST(starts_with(waiting_on("timed event waiter"), "event " + address(&never) + ", "));
+        BOOST_TEST(waiting_on("condition waiter") == "condition " + address(&cond));
+        BOOST_TEST(waiting_on("getter") == "queue get " + address(&q));
+        BOOST_TEST(waiting_on("putter") == "queue put " + address(&full));
+        std::string const asio = waiting_on("asio waiter");
+        BOOST_TEST(starts_with(asio, "asio void("), asio);
+        BOOST_TEST(asio.find("error_code") != std::string::npos, asio);
+        BOOST_TEST(waiting_on("switch_back waiter") == "switch_back");
+
+        fiber_info const* hub = find(fibers, "Hub");
+        BOOST_REQUIRE(hub != nullptr);
+        BOOST_TEST(hub->kind == "hub");
+        BOOST_TEST(hub->parent_id == fibers.at(0).id);
+        for (fiber_info const& f : fibers)
+            if (f.kind == "task")
+                BOOST_TEST(f.parent_id == hub->id);
+
+        m.unlock();
+        for (fibers::task& t : tasks)
+            t.cancel();
+        for (fibers::task& t : tasks)
+            t.join();
+        BOOST_TEST(fibers::list_fibers().size() == 2u); // the root and the hub
+        h.close();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_wait_that_returned_publishes_nothing) {
+    on_new_thread([] {
+        fibers::event go;
+        fibers::event back;
+        fibers::task t = fibers::spawn([&] {
+            go.wait();
+            back.set();
+            fibers::get_hub().switch_to(); // resumed by nothing: a plain switch
+        }, fibers::task_options{"waiter"});
+        let_tasks_settle();
+        BOOST_TEST(find(fibers::list_fibers(), "waiter")->waiting_on.find("event") == 0u);
+        go.set();
+        back.wait();
+        let_tasks_settle();
+        BOOST_TEST(find(fibers::list_fibers(), "waiter")->waiting_on.empty());
+        t.cancel();
+        t.join();
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(the_root_publishes_its_waits_too) {
+    on_new_thread([] {
+        std::vector<fiber_info> seen;
+        fibers::task t = fibers::spawn([&] { seen = fibers::list_fibers(); }, fibers::task_options{"looker"});
+        t.join();
+        BOOST_REQUIRE(!seen.empty());
+        BOOST_TEST(seen[0].waiting_on == "join looker");
+        BOOST_TEST((find(seen, "looker")->state == fiber_state::running));
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(dumps)
+
+// A thread with a hub and named tasks waiting, until told to stop.
+class busy_thread {
+public:
+    explicit busy_thread(std::vector<std::string> names) : names_(std::move(names)) {
+        thread_ = std::thread([this] { run(); });
+        while (!ready_.load())
+            std::this_thread::sleep_for(1ms);
+    }
+    ~busy_thread() {
+        stop_.set();
+        thread_.join();
+    }
+    long os_thread_id() const { return tid_; }
+
+private:
+    void run() {
+        tid_ = static_cast<long>(::syscall(SYS_gettid));
+        std::vector<fibers::task> tasks;
+        for (std::string const& name : names_)
+            tasks.push_back(fibers::spawn([this] { stop_.wait(); }, fibers::task_options{name}));
+        let_tasks_settle();
+        ready_.store(true);
+        stop_.wait();
+        for (fibers::task& t : tasks)
+            t.join();
+        fibers::get_hub().close();
+    }
+
+    std::vector<std::string> names_;
+    fibers::event stop_;
+    std::atomic<bool> ready_{false};
+    long tid_ = 0;
+    std::thread thread_;
+};
+
+BOOST_AUTO_TEST_CASE(a_dump_shows_every_thread_and_its_fibers) {
+    busy_thread one({"alpha", "beta"});
+    busy_thread two({"gamma"});
+    std::string dump;
+    long caller = 0;
+    on_new_thread([&] {
+        fibers::list_fibers(); // the caller has fibers too
+        caller = static_cast<long>(::syscall(SYS_gettid));
+        std::ostringstream out;
+        fibers::dump_fibers(out);
+        dump = out.str();
+    });
+    BOOST_TEST_MESSAGE(dump);
+    // The root, the hub and the tasks.
+    BOOST_TEST(dump.find("thread " + std::to_string(one.os_thread_id()) + ": 4 fibers\n") != std::string::npos);
+    BOOST_TEST(dump.find("thread " + std::to_string(two.os_thread_id()) + ": 3 fibers\n") != std::string::npos);
+    for (char const* name : {"alpha", "beta", "gamma"})
+        BOOST_TEST(dump.find(name) != std::string::npos, name);
+    BOOST_TEST(dump.find("waiting on") != std::string::npos);
+    BOOST_TEST(dump.find("thread " + std::to_string(caller) + " (this thread): 1 fiber\n") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_signal_dumps_to_stderr_and_the_program_goes_on) {
+    fibers_test::child_result r = fibers_test::run_in_child([] {
+        fibers::event never;
+        fibers::task t = fibers::spawn([&] { never.wait(); }, fibers::task_options{"patient"});
+        let_tasks_settle();
+        fibers::dump_fibers_on_signal(SIGUSR1);
+        ::raise(SIGUSR1);
+        ::write(2, "went on\n", 8);
+        t.cancel();
+        t.join();
+        fibers::get_hub().close();
+    });
+    BOOST_TEST_MESSAGE(r.stderr_text);
+    BOOST_TEST(r.exited);
+    BOOST_TEST(r.exit_code == 0);
+    std::string const& err = r.stderr_text;
+    BOOST_TEST(err.find("fibers: dump of 1 thread") != std::string::npos, err);
+    BOOST_TEST(err.find("patient") != std::string::npos, err);
+    BOOST_TEST(err.find("event 0x") != std::string::npos, err);
+    BOOST_TEST(err.find("went on") != std::string::npos, err);
+}
+
+BOOST_AUTO_TEST_CASE(a_signal_that_cannot_be_caught_is_refused) {
+    BOOST_CHECK_THROW(fibers::dump_fibers_on_signal(SIGKILL), std::system_error);
+    BOOST_CHECK_THROW(fibers::dump_fibers_on_signal(-1), std::system_error);
+}
+
+// Hostile: threads come and go, fibers start and end, while other threads
+// dump and list in a loop.
+BOOST_AUTO_TEST_CASE(dumping_while_fibers_and_threads_come_and_go) {
+    std::atomic<bool> stop{false};
+    std::atomic<std::size_t> dumps{0};
+    std::vector<std::thread> churners;
+    for (int k = 0; k < 2; ++k) {
+        churners.emplace_back([&] {
+            while (!stop.load()) {
+                std::thread([] {
+                    for (int round = 0; round < 20; ++round) {
+                        std::vector<fibers::task> tasks;
+                        for (int n = 0; n < 5; ++n)
+                            tasks.push_back(fibers::spawn([] { fibers::sleep(0s); }));
+                        fibers::fiber f([] {});
+                        if (round % 2 == 0)
+                            f.switch_to();
+                        for (fibers::task& t : tasks)
+                            t.join();
+                        BOOST_TEST(fibers::list_fibers().size() >= 2u);
+                    }
+                    fibers::get_hub().close();
+                }).join();
+            }
+        });
+    }
+    std::thread dumper([&] {
+        while (!stop.load()) {
+            std::ostringstream out;
+            fibers::dump_fibers(out);
+            if (out.str().find("fibers: dump of") == 0)
+                ++dumps;
+        }
+    });
+    std::this_thread::sleep_for(1s);
+    stop.store(true);
+    dumper.join();
+    for (std::thread& t : churners)
+        t.join();
+    BOOST_TEST(dumps.load() > 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
