@@ -812,6 +812,50 @@ BOOST_AUTO_TEST_CASE(silent_peer_stays_open_without_idle_timeout) {
     stop_and_check(*server);
 }
 
+// The dump on SIGUSR1 names every connection's task, and the server goes on.
+BOOST_AUTO_TEST_CASE(sigusr1_dumps_the_connections_and_the_server_goes_on) {
+    auto server = start_server();
+    unsigned short const port = port_of(*server);
+    std::vector<client> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(client::connect(port));
+        BOOST_REQUIRE(idle.back().ok());
+        BOOST_REQUIRE_EQUAL(idle.back().echo(10), ""); // accepted, its task waits for the next read
+    }
+    server->send_signal(SIGUSR1);
+    for (client const& c : idle) {
+        std::string const task = "connection 127.0.0.1:" + std::to_string(c.local_port());
+        BOOST_CHECK_MESSAGE(server->wait_stderr_contains(task, 10s),
+                            "the dump does not list " << task << "; the server's stderr:\n" << server->stderr_text());
+    }
+    std::string const dump = server->stderr_text();
+    BOOST_TEST_MESSAGE("the dump:\n" << dump);
+    BOOST_CHECK(dump.find("fibers: dump of 1 thread\n") != std::string::npos);
+    BOOST_CHECK(dump.find("acceptor") != std::string::npos);
+    BOOST_CHECK(dump.find(" asio void(boost::system::error_code, ") != std::string::npos); // a read
+    for (client& c : idle)
+        BOOST_CHECK_EQUAL(c.echo(1000), "");
+    check_still_serves(*server, "SIGUSR1");
+    stop_and_check(*server);
+}
+
+// --dump-signal none leaves SIGUSR1 at its default: it ends the server.
+BOOST_AUTO_TEST_CASE(dump_signal_none_installs_no_handler) {
+    auto server = start_server({"--dump-signal", "none"});
+    server->send_signal(SIGUSR1);
+    std::optional<int> status = server->wait_exit(10s);
+    BOOST_REQUIRE(status);
+    BOOST_CHECK(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGUSR1);
+}
+
+BOOST_AUTO_TEST_CASE(dump_signal_sigusr2_dumps_on_sigusr2) {
+    auto server = start_server({"--dump-signal", "SIGUSR2"});
+    server->send_signal(SIGUSR2);
+    BOOST_CHECK(server->wait_stderr_contains("fibers: dump of 1 thread", 10s));
+    check_still_serves(*server, "SIGUSR2");
+    stop_and_check(*server);
+}
+
 BOOST_AUTO_TEST_CASE(flood_without_reading) { check_flood("direct"); }
 BOOST_AUTO_TEST_CASE(flood_without_reading_token_io) { check_flood("token"); }
 BOOST_AUTO_TEST_CASE(flood_without_reading_hybrid_io) { check_flood("hybrid"); }
@@ -1127,6 +1171,8 @@ BOOST_AUTO_TEST_CASE(bad_command_lines_fail_with_a_message) {
     check_rejected({"--idle-timeout", "soon"}, "idle-timeout");
     check_rejected({"--port"}, "port");
     check_rejected({"--port", "70000"}, "port");
+    check_rejected({"--dump-signal", "SIGFOO"}, "dump-signal");
+    check_rejected({"--dump-signal", "0"}, "dump-signal");
 }
 
 // An address that does not parse is a bad command line too, named as such.
