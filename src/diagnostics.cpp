@@ -27,15 +27,6 @@ namespace {
 std::atomic<bool> threads_busy{false};
 thread_state* newest_thread = nullptr;
 
-// Fields that their thread writes with plain stores and that a diagnostic
-// on another thread reads as they are: a word read at once, a snapshot by
-// nature. Not instrumented by TSan, which would report the race the
-// snapshot accepts.
-template <class T>
-__attribute__((no_sanitize("thread"))) T* read_racy(T* const& field) noexcept {
-    return *static_cast<T* const volatile*>(&field);
-}
-
 // Text built without allocating (a signal handler builds it too).
 class text {
 public:
@@ -386,6 +377,14 @@ void dump_from_signal(int) {
 }
 
 } // namespace
+
+std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buffer, std::size_t capacity) noexcept {
+    flag_guard list(ts.live_list_busy);
+    if (!is_live_fiber_of(ts, record))
+        return 0;
+    write_name(*static_cast<fiber_record const*>(record), buffer, capacity);
+    return std::strlen(buffer);
+}
 
 void register_thread(thread_state& ts) noexcept {
     ts.os_thread_id = ::syscall(SYS_gettid);

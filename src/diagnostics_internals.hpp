@@ -14,6 +14,19 @@
 
 namespace fibers::detail {
 
+// A field that its thread writes with plain stores, read from another
+// thread as it is: a word read at once, a snapshot by nature. Not
+// instrumented by TSan, which would report the race the snapshot accepts.
+template <class T>
+__attribute__((no_sanitize("thread"))) T read_racy(T const& field) noexcept {
+    static_assert(sizeof(T) <= sizeof(void*), "read at once");
+    return *static_cast<T const volatile*>(&field);
+}
+
+// Writes the name of `record` if it is a live fiber of `ts` (the thread's
+// own, or another's: its list is held meanwhile); its length, 0 if not.
+std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buffer, std::size_t capacity) noexcept;
+
 // Puts a new thread's state on the list of every thread's, and takes it off
 // before the state is deleted.
 void register_thread(thread_state& ts) noexcept;

@@ -3,6 +3,7 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #include "format.hpp"
 #include "hub_internals.hpp"
+#include "watchdog.hpp"
 
 #include <fibers/hub.hpp>
 #include <fibers/log.hpp>
@@ -401,6 +402,11 @@ void hub::run_io_handlers(bool block) {
 }
 
 void hub::wait_for_work() {
+    waiting_for_work_.store(true, std::memory_order_relaxed);
+    struct busy_again {
+        std::atomic<bool>& waiting;
+        ~busy_again() { waiting.store(false, std::memory_order_relaxed); }
+    } on_return{waiting_for_work_};
     using clock = std::chrono::steady_clock;
     std::chrono::nanoseconds const budget(idle_spin_ns_.load(std::memory_order_relaxed));
     if (budget.count() == 0) {
@@ -458,6 +464,7 @@ void hub::shut_down() noexcept {
     if (state_.load(std::memory_order_acquire) == hub_state::closed)
         return;
     stop_accepting();
+    stop_watchdog();
     loop_running_ = false;
     detail::thread_state& ts = *thread_;
     forget_anchor_wake();
@@ -512,6 +519,7 @@ void hub::forget_anchor_wake() noexcept {
 }
 
 void hub::detach_everything() noexcept {
+    stop_watchdog();
     forget_anchor_wake();
     for (detail::scheduled_fiber* f = newest_scheduled_; f != nullptr; f = f->older_scheduled)
         f->owner = nullptr;

@@ -59,6 +59,12 @@ struct hub_access {
         return ts != nullptr && ts->anchor == h.thread_->anchor;
     }
     static bool is_open(hub const& h) noexcept { return h.is_alive(); }
+    // What the watchdog reads from its own thread (see watchdog.cpp).
+    static unsigned const& dispatched(hub const& h) noexcept { return h.dispatched_; }
+    static bool waiting_for_work(hub const& h) noexcept {
+        return h.waiting_for_work_.load(std::memory_order_relaxed);
+    }
+    static void count_stall(hub& h) noexcept { h.stalls_.fetch_add(1, std::memory_order_relaxed); }
     // On the hub's thread: runs `e` in a coming iteration.
     static void push(hub& h, ready_entry& e) noexcept { h.push_here(e); }
     // From any thread; false (and nothing queued) if the hub has closed.

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -352,6 +353,90 @@ BOOST_AUTO_TEST_CASE(dumping_while_fibers_and_threads_come_and_go) {
     for (std::thread& t : churners)
         t.join();
     BOOST_TEST(dumps.load() > 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(watchdog)
+
+namespace {
+
+std::size_t threads_of_this_process() {
+    std::size_t n = 0;
+    for (auto const& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+        (void)entry;
+        ++n;
+    }
+    return n;
+}
+
+// Keeps the calling fiber busy for `d` without a switch.
+void spin_for(std::chrono::milliseconds d) {
+    auto const until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(off_by_default_and_then_without_a_thread) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        std::size_t const threads = threads_of_this_process();
+        fibers::task t = fibers::spawn([] { spin_for(300ms); });
+        t.join();
+        BOOST_TEST(h.stalls() == 0u);
+        h.set_watchdog(100ms);
+        BOOST_TEST(threads_of_this_process() == threads + 1);
+        h.set_watchdog(0ms);
+        BOOST_TEST(threads_of_this_process() == threads);
+        h.set_watchdog(100ms);
+        h.close(); // stops it
+        BOOST_TEST(threads_of_this_process() == threads);
+        BOOST_CHECK_THROW(h.set_watchdog(100ms), fibers::error);
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_task_that_holds_the_loop_is_named_and_counted_once) {
+    fibers_test::captured_log log;
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        h.set_watchdog(50ms);
+        fibers::task t = fibers::spawn([] { spin_for(1s); }, fibers::task_options{"spinner"});
+        t.join();
+        BOOST_TEST(h.stalls() == 1u);
+        fibers::sleep(200ms); // the loop idles: no stall
+        BOOST_TEST(h.stalls() == 1u);
+        h.close();
+    });
+    BOOST_TEST(log.contains("fibers: watchdog: spinner has held the loop of thread "));
+}
+
+BOOST_AUTO_TEST_CASE(fibers_that_switch_or_wait_are_no_stall) {
+    on_new_thread([] {
+        fibers::hub& h = fibers::get_hub();
+        h.set_watchdog(200ms);
+        auto const until = std::chrono::steady_clock::now() + 1s;
+        auto busy = [until] {
+            while (std::chrono::steady_clock::now() < until)
+                fibers::sleep(0s);
+        };
+        fibers::task a = fibers::spawn(busy);
+        fibers::task b = fibers::spawn(busy);
+        fibers::task idle = fibers::spawn([] { fibers::sleep(500ms); });
+        a.join();
+        b.join();
+        idle.join();
+        BOOST_TEST(h.stalls() == 0u);
+        h.close();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_negative_threshold_is_refused) {
+    on_new_thread([] {
+        BOOST_CHECK_THROW(fibers::get_hub().set_watchdog(-1ms), std::invalid_argument);
+        fibers::get_hub().close();
+    });
 }
 
 BOOST_AUTO_TEST_SUITE_END()
