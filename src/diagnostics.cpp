@@ -21,11 +21,12 @@
 
 namespace fibers::detail {
 
-namespace {
-
-// Every thread's state, newest first; guarded by threads_busy.
+// Every thread's state, newest first; guarded by threads_busy. Outside
+// any unnamed namespace: tools/gdb/fibers.py reads them by these names.
 std::atomic<bool> threads_busy{false};
 thread_state* newest_thread = nullptr;
+
+namespace {
 
 // Text built without allocating (a signal handler builds it too).
 class text {

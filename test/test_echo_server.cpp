@@ -41,10 +41,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -853,6 +856,150 @@ BOOST_AUTO_TEST_CASE(dump_signal_sigusr2_dumps_on_sigusr2) {
     server->send_signal(SIGUSR2);
     BOOST_CHECK(server->wait_stderr_contains("fibers: dump of 1 thread", 10s));
     check_still_serves(*server, "SIGUSR2");
+    stop_and_check(*server);
+}
+
+// ---------------------------------------------------------------------------
+// tools/gdb/fibers.py against the server, live and from a core file.
+
+// The extension: $FIBERS_GDB_SCRIPT, else the build's, else the one beside
+// this source file.
+std::string gdb_script() {
+    if (char const* given = std::getenv("FIBERS_GDB_SCRIPT"))
+        return given;
+#ifdef FIBERS_GDB_SCRIPT
+    return FIBERS_GDB_SCRIPT;
+#else
+    std::string const here = __FILE__;
+    return here.substr(0, here.rfind('/') + 1) + "../tools/gdb/fibers.py";
+#endif
+}
+
+bool have_gdb() { return std::system("gdb --version >/dev/null 2>&1") == 0; }
+
+// Runs gdb in batch mode with `commands` after loading the extension; its
+// output, stderr included.
+std::string run_gdb(std::string const& target, std::vector<std::string> const& commands) {
+    std::string line = "gdb -batch -nx " + target + " -ex 'source " + gdb_script() + "'";
+    for (std::string const& c : commands)
+        line += " -ex '" + c + "'";
+    line += " 2>&1 </dev/null";
+    std::string out;
+    if (FILE* p = ::popen(line.c_str(), "r")) {
+        char buffer[4096];
+        std::size_t n;
+        while ((n = std::fread(buffer, 1, sizeof buffer, p)) > 0)
+            out.append(buffer, n);
+        ::pclose(p);
+    }
+    return out;
+}
+
+// The id `info fibers` gives the fiber named `name`, or "".
+std::string fiber_id_in(std::string const& listing, std::string const& name) {
+    std::istringstream lines(listing);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words(line);
+        std::string id, parent, kind, state;
+        if (!(words >> id >> parent >> kind >> state) || id.compare(0, 2, "0x") != 0)
+            continue;
+        if (line.find(" " + name + " ") != std::string::npos)
+            return id;
+    }
+    return "";
+}
+
+BOOST_AUTO_TEST_CASE(gdb_lists_the_fibers_and_their_backtraces_live_and_from_a_core) {
+    if (!have_gdb()) {
+        BOOST_TEST_MESSAGE("gdb is not installed: the gdb extension is not tested (./build.sh installs it)");
+        return;
+    }
+    auto server = start_server();
+    unsigned short const port = port_of(*server);
+    std::vector<client> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(client::connect(port));
+        BOOST_REQUIRE(idle.back().ok());
+        BOOST_REQUIRE_EQUAL(idle.back().echo(10), "");
+    }
+    std::string const live = run_gdb("-p " + std::to_string(server->pid()), {"info fibers"});
+    BOOST_TEST_MESSAGE("gdb -p:\n" << live);
+    if (live.find("ptrace: Operation not permitted") != std::string::npos) {
+        BOOST_TEST_MESSAGE("gdb may not attach here (ptrace): the gdb extension is not tested");
+        stop_and_check(*server);
+        return;
+    }
+    // The root, the hub, the acceptor and the three connections.
+    BOOST_REQUIRE_MESSAGE(live.find(": 6 fibers\n") != std::string::npos, "the listing:\n" << live);
+    std::vector<std::string> ids;
+    for (client const& c : idle) {
+        std::string const name = "connection 127.0.0.1:" + std::to_string(c.local_port());
+        std::string const id = fiber_id_in(live, name);
+        BOOST_CHECK_MESSAGE(!id.empty(), name << " is not in the listing:\n" << live);
+        ids.push_back(id);
+    }
+    BOOST_CHECK(!fiber_id_in(live, "acceptor").empty());
+    BOOST_CHECK(!fiber_id_in(live, "Hub").empty());
+    BOOST_CHECK(!fiber_id_in(live, "Root").empty());
+    BOOST_CHECK(live.find("asio void(boost::system::error_code, ") != std::string::npos);
+    BOOST_REQUIRE(!ids.empty() && !ids[0].empty());
+
+    // A connection's backtrace reaches the server's own code, through the
+    // switch it is suspended in; gdb leaves the server as it found it.
+    std::string const bt = run_gdb("-p " + std::to_string(server->pid()), {"fiber bt " + ids[0], "bt 1"});
+    BOOST_TEST_MESSAGE("fiber bt:\n" << bt);
+    BOOST_CHECK(bt.find("fibers::detail::jump_to") != std::string::npos);
+    BOOST_CHECK(bt.find("server::serve") != std::string::npos);
+    BOOST_CHECK(bt.find("echo_server.cpp") != std::string::npos);
+    BOOST_CHECK(bt.find("Python Exception") == std::string::npos);
+    BOOST_CHECK(bt.find("Error") == std::string::npos);
+    for (client& c : idle)
+        BOOST_CHECK_EQUAL(c.echo(1000), "");
+
+    // A fiber that is not suspended has no saved registers: refused.
+    std::string const refused = run_gdb("-p " + std::to_string(server->pid()),
+                                        {"fiber bt " + fiber_id_in(live, "Hub")});
+    BOOST_CHECK(refused.find("only a suspended one has saved registers") != std::string::npos);
+    check_still_serves(*server, "gdb");
+    stop_and_check(*server);
+}
+
+// The same from a core file that gdb's gcore writes. gcore cannot read a
+// mapping that holds guard markers (Linux 6.13 and later; a kernel core
+// dump can): this server guards its stacks with mprotect.
+BOOST_AUTO_TEST_CASE(gdb_reads_the_fibers_from_a_core_file) {
+    if (!have_gdb()) {
+        BOOST_TEST_MESSAGE("gdb is not installed: the gdb extension is not tested (./build.sh installs it)");
+        return;
+    }
+    ::setenv("FIBERS_STACK_GUARD", "mprotect", 1);
+    auto server = start_server();
+    ::unsetenv("FIBERS_STACK_GUARD");
+    unsigned short const port = port_of(*server);
+    std::vector<client> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(client::connect(port));
+        BOOST_REQUIRE(idle.back().ok());
+        BOOST_REQUIRE_EQUAL(idle.back().echo(10), "");
+    }
+    std::string const core = "/tmp/fibers-test-gdb-" + std::to_string(::getpid()) + ".core";
+    std::string const live = run_gdb("-p " + std::to_string(server->pid()), {"info fibers", "gcore " + core});
+    if (live.find("ptrace: Operation not permitted") != std::string::npos) {
+        BOOST_TEST_MESSAGE("gdb may not attach here (ptrace): the gdb extension is not tested");
+        stop_and_check(*server);
+        return;
+    }
+    BOOST_REQUIRE_MESSAGE(::access(core.c_str(), R_OK) == 0, "gdb wrote no core file " << core << ":\n" << live);
+    std::string const id = fiber_id_in(live, "connection 127.0.0.1:" + std::to_string(idle[1].local_port()));
+    BOOST_REQUIRE(!id.empty());
+    std::string const from_core = run_gdb(server_path() + " " + core, {"info fibers", "fiber bt " + id});
+    ::unlink(core.c_str());
+    BOOST_TEST_MESSAGE("gdb on the core file:\n" << from_core);
+    BOOST_CHECK(from_core.find(": 6 fibers\n") != std::string::npos);
+    for (char const* name : {"Root", "Hub", "acceptor"})
+        BOOST_CHECK(fiber_id_in(from_core, name) == fiber_id_in(live, name));
+    BOOST_CHECK(from_core.find("server::serve") != std::string::npos);
+    check_still_serves(*server, "gcore");
     stop_and_check(*server);
 }
 
