@@ -160,6 +160,14 @@ void write_waiting_on(thread_state const& ts, fiber_record const& r, std::int64_
         break;
     case waited_object::primitive:
         out.put(' ').hex(reinterpret_cast<std::uintptr_t>(object));
+        if (holder_reader holder = p.holder.load(std::memory_order_relaxed)) {
+            void const* by = holder(object);
+            if (by != nullptr && is_live_fiber_of(ts, by)) {
+                char name[64];
+                write_name(*static_cast<fiber_record const*>(by), name, sizeof name);
+                out.put(" held by ").put(name);
+            }
+        }
         break;
     case waited_object::fiber:
         out.put(' ');
@@ -385,6 +393,22 @@ std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buff
         return 0;
     write_name(*static_cast<fiber_record const*>(record), buffer, capacity);
     return std::strlen(buffer);
+}
+
+std::string describe_waits(thread_state const& ts) {
+    std::string out;
+    for_each_fiber(ts, [&](fiber_snapshot const& s) {
+        if (std::strcmp(s.kind, "hub") == 0)
+            return; // it runs the check
+        out += "  ";
+        out += s.name;
+        out += " (";
+        out += s.kind;
+        out += "): ";
+        out += s.waiting_on[0] != '\0' ? s.waiting_on : state_name(s.state);
+        out += '\n';
+    });
+    return out;
 }
 
 void register_thread(thread_state& ts) noexcept {

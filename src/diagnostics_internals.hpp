@@ -10,6 +10,7 @@
 #include <fibers/detail/thread_state.hpp>
 
 #include <atomic>
+#include <string>
 #include <thread>
 
 namespace fibers::detail {
@@ -26,6 +27,9 @@ __attribute__((no_sanitize("thread"))) T read_racy(T const& field) noexcept {
 // Writes the name of `record` if it is a live fiber of `ts` (the thread's
 // own, or another's: its list is held meanwhile); its length, 0 if not.
 std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buffer, std::size_t capacity) noexcept;
+
+// "  name: what it waits on" for each fiber of the calling thread, `ts`.
+std::string describe_waits(thread_state const& ts);
 
 // Puts a new thread's state on the list of every thread's, and takes it off
 // before the state is deleted.

@@ -402,6 +402,12 @@ void hub::run_io_handlers(bool block) {
 }
 
 void hub::wait_for_work() {
+    // The root waits on something known, and the loop is out of work: it
+    // may be for ever. The loop's own Asio work is its work guard and, while
+    // armed, the wait for SIGINT.
+    if (FIBERS_UNLIKELY(thread_->root->waiting.what.load(std::memory_order_relaxed) != nullptr) &&
+        detail::find_deadlock(*this, signals_ ? 2 : 1))
+        return;
     waiting_for_work_.store(true, std::memory_order_relaxed);
     struct busy_again {
         std::atomic<bool>& waiting;

@@ -50,6 +50,12 @@ struct hub_mailbox final : mailbox_flag {
 
 // The calling thread's hub once made (until it is destroyed), else null.
 extern __thread hub* thread_hub FIBERS_INITIAL_EXEC_TLS;
+// Before the hub sleeps: if its root fiber waits and nothing can ever
+// resume anything on it (nothing queued, no Asio work but the hub's own
+// `own_work`, and every fiber waits on what only a fiber of this hub can
+// release), queues the root's resumption with fibers::deadlock and returns
+// true (src/deadlock.cpp).
+bool find_deadlock(hub& h, long own_work);
 
 struct hub_access {
     static thread_state& thread(hub const& h) noexcept { return *h.thread_; }
@@ -65,6 +71,11 @@ struct hub_access {
         return h.waiting_for_work_.load(std::memory_order_relaxed);
     }
     static void count_stall(hub& h) noexcept { h.stalls_.fetch_add(1, std::memory_order_relaxed); }
+    // Nothing in the run queue, the mailbox or the thread's handed-back references.
+    static bool nothing_queued(hub const& h) noexcept {
+        return h.ready_.front() == nullptr && !h.mailbox_->pending.load(std::memory_order_acquire) &&
+               !h.thread_->anchor->has_orphans.load(std::memory_order_acquire);
+    }
     // On the hub's thread: runs `e` in a coming iteration.
     static void push(hub& h, ready_entry& e) noexcept { h.push_here(e); }
     // From any thread; false (and nothing queued) if the hub has closed.

@@ -112,7 +112,7 @@ bool lock_core::acquire_slow(std::uintptr_t me, deadline until) {
     w.payload = reinterpret_cast<void*>(me);
     bool got;
     try {
-        published_wait note("mutex", waited_object::primitive, this, publication_deadline(until));
+        published_wait note("mutex", waited_object::primitive, this, publication_deadline(until), &holder_of);
         got = waiters_.wait(lock, until, w);
     } catch (...) {
         if (w.woken())
@@ -207,7 +207,7 @@ void lock_core::restore_unwinding(std::size_t levels) noexcept {
         w.payload = reinterpret_cast<void*>(me);
         try {
             // No live hub: this blocks the thread, as std::condition_variable does.
-            published_wait note("mutex", waited_object::primitive, this);
+            published_wait note("mutex", waited_object::primitive, this, wait_publication::no_deadline, &holder_of);
             if (waiters_.wait(lock, std::nullopt, w)) {
                 count_ = levels;
                 return;

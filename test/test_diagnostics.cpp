@@ -440,3 +440,142 @@ BOOST_AUTO_TEST_CASE(a_negative_threshold_is_refused) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(no_silent_hang)
+
+namespace {
+
+// Runs `fn` in a child process, the child's only thread (fork() keeps the
+// caller's alone), and returns what it wrote to stderr and how it ended.
+template <class Fn>
+fibers_test::child_result in_single_threaded_child(Fn fn) {
+    return fibers_test::run_in_child([fn] {
+        try {
+            fn();
+        } catch (std::exception const& e) {
+            std::string const text = std::string("caught: ") + e.what() + "\n";
+            ::write(2, text.data(), text.size());
+            ::_exit(3);
+        }
+    });
+}
+
+// The caught exception is a fibers::deadlock: "deadlock:" in its message,
+// and the child exited through the catch.
+void check_deadlock_reported(fibers_test::child_result const& r, std::vector<std::string> const& mentioned) {
+    BOOST_TEST_MESSAGE(r.stderr_text);
+    BOOST_TEST(r.exited);
+    BOOST_TEST(r.exit_code == 0, r.stderr_text);
+    BOOST_TEST(r.stderr_text.find("deadlock reported:\nfibers: deadlock: no fiber of thread ") != std::string::npos);
+    for (std::string const& m : mentioned)
+        BOOST_TEST(r.stderr_text.find(m) != std::string::npos, m << " in\n" << r.stderr_text);
+}
+
+void print_deadlock(fibers::deadlock const& d) {
+    std::string const text = std::string("deadlock reported:\n") + d.what();
+    ::write(2, text.data(), text.size());
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_join_of_a_task_stuck_on_an_event_nobody_can_set) {
+    check_deadlock_reported(in_single_threaded_child([] {
+        fibers::event never;
+        fibers::task stuck = fibers::spawn([&] { never.wait(); }, fibers::task_options{"stuck"});
+        try {
+            stuck.join();
+            ::write(2, "joined\n", 7);
+            ::_exit(4);
+        } catch (fibers::deadlock const& d) {
+            print_deadlock(d);
+        }
+        fibers::get_hub().close(); // unwinds the task
+    }), {"Root (root): join stuck", "stuck (task): event 0x"});
+}
+
+BOOST_AUTO_TEST_CASE(two_tasks_locking_two_mutexes_in_opposite_order) {
+    // With other threads about: a mutex held by a fiber of the hub can only
+    // be released by it, whatever the other threads do.
+    on_new_thread([] {
+        fibers::mutex a, b;
+        auto both = [](fibers::mutex& first, fibers::mutex& second) {
+            std::lock_guard<fibers::mutex> one(first);
+            fibers::sleep(0s); // the other takes its first
+            std::lock_guard<fibers::mutex> two(second);
+        };
+        fibers::task ab = fibers::spawn([&] { both(a, b); }, fibers::task_options{"ab"});
+        fibers::task ba = fibers::spawn([&] { both(b, a); }, fibers::task_options{"ba"});
+        std::string message;
+        try {
+            ab.join();
+        } catch (fibers::deadlock const& d) {
+            message = d.what();
+        }
+        BOOST_TEST_MESSAGE(message);
+        BOOST_TEST(message.find("fibers: deadlock: no fiber of thread ") == 0u, message);
+        BOOST_TEST(message.find("ab (task): mutex 0x") != std::string::npos, message);
+        BOOST_TEST(message.find(" held by ba\n") != std::string::npos, message);
+        BOOST_TEST(message.find("ba (task): mutex 0x") != std::string::npos, message);
+        BOOST_TEST(message.find(" held by ab\n") != std::string::npos, message);
+        BOOST_TEST(message.find("Root (root): join ab") != std::string::npos, message);
+        static_assert(std::is_base_of_v<fibers::error, fibers::deadlock>);
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(another_thread_that_sets_the_event_later_is_no_deadlock) {
+    on_new_thread([] {
+        fibers::event later;
+        fibers::task waiter = fibers::spawn([&] { later.wait(); }, fibers::task_options{"waiter"});
+        std::thread setter([&] {
+            std::this_thread::sleep_for(200ms);
+            later.set();
+        });
+        BOOST_CHECK_NO_THROW(waiter.join());
+        setter.join();
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_timer_that_sets_the_event_is_no_deadlock) {
+    fibers_test::child_result r = in_single_threaded_child([] {
+        fibers::event later;
+        boost::asio::steady_timer timer(fibers::get_hub().loop(), 200ms);
+        timer.async_wait([&](boost::system::error_code const&) { later.set(); });
+        fibers::task waiter = fibers::spawn([&] { later.wait(); }, fibers::task_options{"waiter"});
+        waiter.join();
+        fibers::get_hub().close();
+    });
+    BOOST_TEST(r.exited);
+    BOOST_TEST(r.exit_code == 0, r.stderr_text);
+}
+
+BOOST_AUTO_TEST_CASE(a_sleeping_task_is_no_deadlock) {
+    fibers_test::child_result r = in_single_threaded_child([] {
+        fibers::event done;
+        fibers::task sleeper = fibers::spawn([&] {
+            fibers::sleep(100ms);
+            done.set();
+        });
+        done.wait();
+        sleeper.join();
+        fibers::get_hub().close();
+    });
+    BOOST_TEST(r.exited);
+    BOOST_TEST(r.exit_code == 0, r.stderr_text);
+}
+
+BOOST_AUTO_TEST_CASE(a_task_that_switches_back_later_is_no_deadlock) {
+    on_new_thread([] {
+        fibers::switch_back<> wakeup;
+        std::thread other([wakeup] {
+            std::this_thread::sleep_for(200ms);
+            wakeup.switch_to();
+        });
+        BOOST_CHECK_NO_THROW(wakeup.wait());
+        other.join();
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -50,6 +50,11 @@ public:
     bool acquire_until(wait_clock::time_point until);
     void release();
     bool locked() const noexcept { return (state_.load(std::memory_order_relaxed) & ~contended) != 0; }
+    // The fiber that holds it (a wait's holder_reader), or null.
+    static void const* holder_of(void const* core) noexcept {
+        auto const* self = static_cast<lock_core const*>(core);
+        return reinterpret_cast<void const*>(self->state_.load(std::memory_order_relaxed) & ~contended);
+    }
     bool held_by_caller() const noexcept;
     std::size_t waiter_count() const;
 

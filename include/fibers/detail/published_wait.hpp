@@ -35,7 +35,7 @@ inline std::int64_t publication_deadline(std::optional<std::chrono::steady_clock
 class published_wait {
 public:
     published_wait(char const* what, waited_object kind = waited_object::none, void const* object = nullptr,
-                   std::int64_t deadline = wait_publication::no_deadline) noexcept {
+                   std::int64_t deadline = wait_publication::no_deadline, holder_reader holder = nullptr) noexcept {
         thread_state* ts = current_thread_state;
         if (ts == nullptr)
             return;
@@ -45,6 +45,7 @@ public:
         p.object_kind.store(kind, std::memory_order_relaxed);
         p.object.store(object, std::memory_order_relaxed);
         p.deadline.store(deadline, std::memory_order_relaxed);
+        p.holder.store(holder, std::memory_order_relaxed);
         p.what.store(what, std::memory_order_release);
         publication_ = &p;
     }

@@ -25,6 +25,10 @@ enum class waited_object : std::uint8_t {
     signature  // static text: an Asio completion signature
 };
 
+// Who holds an owned primitive (a mutex) now, read from the primitive: a
+// fiber_record, or null.
+using holder_reader = void const* (*)(void const* primitive) noexcept;
+
 // A wait whose deadline is wait_publication::no_deadline waits for ever.
 struct wait_publication {
     static constexpr std::int64_t no_deadline = 0;
@@ -32,6 +36,7 @@ struct wait_publication {
     std::atomic<void const*> object{nullptr};
     std::atomic<std::int64_t> deadline{no_deadline}; // steady_clock's nanoseconds since its epoch
     std::atomic<waited_object> object_kind{waited_object::none};
+    std::atomic<holder_reader> holder{nullptr}; // an owned primitive's: who can release it
 };
 
 } // namespace fibers::detail
