@@ -115,6 +115,25 @@ struct fiber_snapshot {
     std::size_t stack_used = 0;
 };
 
+constexpr std::uint64_t stack_fill_pattern = 0x5a17'f1be'75ac'c0deULL;
+
+// Bytes of the filled stack of `r` that were ever written: from its top
+// down to the deepest word that no longer holds the pattern. Another
+// thread's fiber may be writing its stack meanwhile: a snapshot, read
+// without the sanitizers' instrumentation (ASan poisons the redzones of
+// live frames).
+__attribute__((no_sanitize("address", "thread"))) std::size_t deepest_use(fiber_record const& r) noexcept {
+    std::uintptr_t const top = r.stack_top.load(std::memory_order_relaxed);
+    std::size_t const size = r.stack_extent.load(std::memory_order_relaxed);
+    if (!r.stack_filled || top == 0 || size == 0)
+        return 0;
+    auto const* word = reinterpret_cast<std::uint64_t const volatile*>(top - size);
+    auto const* const end = reinterpret_cast<std::uint64_t const volatile*>(top);
+    while (word != end && *word == stack_fill_pattern)
+        ++word;
+    return static_cast<std::size_t>(top - reinterpret_cast<std::uintptr_t>(word));
+}
+
 std::int64_t steady_now_ns() noexcept {
     timespec now{};
     ::clock_gettime(CLOCK_MONOTONIC, &now); // steady_clock's clock, async-signal-safe
@@ -222,7 +241,7 @@ void take_snapshot(thread_state const& ts, fiber_record const& r, fiber_record c
     if (s.state == fiber_state::suspended)
         write_waiting_on(ts, r, now, s.waiting_on, sizeof s.waiting_on);
     s.stack_size = r.is_root ? 0 : r.stack_extent.load(std::memory_order_relaxed);
-    s.stack_used = 0;
+    s.stack_used = s.state == fiber_state::not_started || s.state == fiber_state::ended ? 0 : deepest_use(r);
 }
 
 // Calls `each(snapshot)` for the fibers of `ts`: its root, then the others
@@ -395,6 +414,16 @@ std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buff
     return std::strlen(buffer);
 }
 
+std::atomic<bool> fill_new_stacks{false};
+
+__attribute__((no_sanitize("address"))) void fill_stack(fiber_record& record) noexcept {
+    auto* word = reinterpret_cast<std::uint64_t*>(static_cast<char*>(record.stack.sp) - record.stack.size);
+    auto* const end = reinterpret_cast<std::uint64_t*>(record.stack.sp);
+    while (word != end)
+        *word++ = stack_fill_pattern;
+    record.stack_filled = true;
+}
+
 std::string describe_waits(thread_state const& ts) {
     std::string out;
     for_each_fiber(ts, [&](fiber_snapshot const& s) {
@@ -477,6 +506,8 @@ void dump_fibers(std::ostream& out) {
     }
     out.flush();
 }
+
+void measure_stack_use(bool on) noexcept { detail::fill_new_stacks.store(on, std::memory_order_relaxed); }
 
 void dump_fibers_on_signal(int signo) {
     struct sigaction action {};

@@ -31,6 +31,11 @@ std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buff
 // "  name: what it waits on" for each fiber of the calling thread, `ts`.
 std::string describe_waits(thread_state const& ts);
 
+// measure_stack_use(): new fibers' stacks are filled before they first run.
+extern std::atomic<bool> fill_new_stacks;
+// Fills the stack `record` has just been given (not yet made a context).
+void fill_stack(fiber_record& record) noexcept;
+
 // Puts a new thread's state on the list of every thread's, and takes it off
 // before the state is deleted.
 void register_thread(thread_state& ts) noexcept;

@@ -372,6 +372,8 @@ void thread_state::start(fiber_record* target) {
     target->stack_top.store(reinterpret_cast<std::uintptr_t>(target->stack.sp), std::memory_order_relaxed);
     target->stack_extent.store(target->stack.size, std::memory_order_relaxed);
     void* bottom = static_cast<char*>(target->stack.sp) - target->stack.size;
+    if (FIBERS_UNLIKELY(fill_new_stacks.load(std::memory_order_relaxed)))
+        fill_stack(*target);
     target->context = ctx::make_fcontext(target->stack.sp, target->stack.size, &fiber_entry);
     target->asan_stack_bottom = bottom;
     target->asan_stack_size = target->stack.size;

@@ -7,15 +7,20 @@
 #include <fibers/diagnostics.hpp>
 #include <fibers/fiber.hpp>
 #include <fibers/hub.hpp>
+#include <fibers/log.hpp>
+#include <fibers/stack.hpp>
 #include <fibers/switch_back.hpp>
 #include <fibers/sync.hpp>
 #include <fibers/task.hpp>
 #include <fibers/yield.hpp>
 
 #include "child_process.hpp"
+#include "socket_support.hpp"
 #include "test_support.hpp"
 
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -23,10 +28,12 @@
 #include <csignal>
 #include <filesystem>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <alloca.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -574,6 +581,101 @@ BOOST_AUTO_TEST_CASE(a_task_that_switches_back_later_is_no_deadlock) {
         });
         BOOST_CHECK_NO_THROW(wakeup.wait());
         other.join();
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(stack_use)
+
+namespace {
+
+// What a task of a network service typically does: a round trip over a
+// socket through yield with a deadline, an exception across a few frames,
+// text formatted with a stream, a log line, a sort, a sleep.
+[[noreturn]] __attribute__((noinline)) void fail_deeply(int depth) {
+    if (depth == 0)
+        throw std::runtime_error("deep failure");
+    fail_deeply(depth - 1);
+}
+
+void typical_work() {
+    auto [a, b] = fibers_test::connected_pair(fibers::get_hub().loop());
+    std::string const sent = "hello over loopback";
+    boost::asio::async_write(a, boost::asio::buffer(sent), fibers::yield.after(5s));
+    std::string received(sent.size(), '\0');
+    boost::asio::async_read(b, boost::asio::buffer(received), fibers::yield.after(5s));
+    BOOST_TEST(received == sent);
+    try {
+        fail_deeply(8);
+    } catch (std::runtime_error const& e) {
+        std::ostringstream out;
+        out << "caught " << e.what() << " after " << 3.25 << " s, " << std::hex << 0xbeef;
+        fibers::log(fibers::log_level::debug, out.str());
+    }
+    std::vector<std::string> words{"delta", "alpha", "charlie", "bravo"};
+    std::sort(words.begin(), words.end());
+    fibers::sleep(1ms);
+}
+
+// Runs `body` in a task whose stack use is measured, and returns its
+// fiber_info just before it ends.
+template <class Body>
+fiber_info measured(Body body) {
+    fibers::measure_stack_use(true);
+    fibers::event finish;
+    fibers::event done_working;
+    fibers::task t = fibers::spawn([&] {
+        body();
+        done_working.set();
+        finish.wait();
+    }, fibers::task_options{"measured"});
+    done_working.wait();
+    let_tasks_settle();
+    fiber_info info = *find(fibers::list_fibers(), "measured");
+    fibers::measure_stack_use(false);
+    finish.set();
+    t.join();
+    return info;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(the_default_stack_has_room_for_a_typical_task) {
+    on_new_thread([] {
+        fiber_info const f = measured(&typical_work);
+        BOOST_TEST_MESSAGE("a typical task used " << f.stack_used << " of " << f.stack_size << " bytes of stack");
+        BOOST_TEST(f.stack_size == fibers::arena_stack::default_size());
+        BOOST_TEST(f.stack_used > 0u);
+        BOOST_TEST(f.stack_used <= f.stack_size * 3 / 4,
+                   "a typical task comes within 25% of the end of the default stack: "
+                       << f.stack_used << " of " << f.stack_size << " bytes");
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(the_deepest_use_is_reported_after_the_frames_are_gone) {
+    on_new_thread([] {
+        std::size_t constexpr deep = 64 * 1024;
+        fiber_info const f = measured([] {
+            volatile char* p = static_cast<char*>(alloca(deep));
+            p[0] = 1; // the lowest byte of the block, touched
+        });
+        BOOST_TEST(f.stack_used >= deep);
+        BOOST_TEST(f.stack_used < f.stack_size);
+        fibers::get_hub().close();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(unmeasured_stacks_report_no_use) {
+    on_new_thread([] {
+        fibers::event finish;
+        fibers::task t = fibers::spawn([&] { finish.wait(); }, fibers::task_options{"plain"});
+        let_tasks_settle();
+        BOOST_TEST(find(fibers::list_fibers(), "plain")->stack_used == 0u);
+        finish.set();
+        t.join();
         fibers::get_hub().close();
     });
 }

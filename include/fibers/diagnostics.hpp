@@ -54,6 +54,13 @@ void dump_fibers(std::ostream& out);
 /// such). std::system_error if the signal cannot be caught.
 void dump_fibers_on_signal(int signo);
 
+/// On: the stack of every fiber that starts from now on is filled with a
+/// pattern first, so that fiber_info::stack_used reports the deepest use
+/// seen (where the pattern ends). Off (the default): stack_used is 0. The
+/// fill costs a write of the whole stack at each start, and commits its
+/// memory. Process-wide; callable from any thread.
+void measure_stack_use(bool on) noexcept;
+
 /// Thrown from the root fiber's wait when nothing can ever resume anything
 /// on its hub: every fiber waits on what only a fiber of that hub could
 /// release, and no handler, timer, I/O or other thread can. what() lists

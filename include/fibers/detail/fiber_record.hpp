@@ -145,6 +145,9 @@ public:
 
     // What it waits on while suspended, published by the wait (diagnostics).
     wait_publication waiting;
+    // Its stack was filled with stack_fill_pattern before it first ran
+    // (measure_stack_use): the untouched part still holds it.
+    bool stack_filled = false;
 
 protected:
     fiber_record() = default;
