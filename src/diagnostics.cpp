@@ -140,6 +140,12 @@ std::int64_t steady_now_ns() noexcept {
     return static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
 }
 
+// The calling thread's anchor, null if it has no fibers.
+void const* own_anchor() noexcept {
+    thread_state const* ts = current_thread_state;
+    return ts != nullptr ? ts->anchor : nullptr;
+}
+
 bool is_live_fiber_of(thread_state const& ts, void const* record) noexcept {
     if (record == ts.root)
         return true;
@@ -179,7 +185,9 @@ void write_waiting_on(thread_state const& ts, fiber_record const& r, std::int64_
         break;
     case waited_object::primitive:
         out.put(' ').hex(reinterpret_cast<std::uintptr_t>(object));
-        if (holder_reader holder = p.holder.load(std::memory_order_relaxed)) {
+        // Read in the primitive, which only its own thread knows to be
+        // alive: the wait that published it has not returned.
+        if (holder_reader holder = ts.anchor == own_anchor() ? p.holder.load(std::memory_order_relaxed) : nullptr) {
             void const* by = holder(object);
             if (by != nullptr && is_live_fiber_of(ts, by)) {
                 char name[64];

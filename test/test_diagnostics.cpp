@@ -27,6 +27,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -332,13 +333,18 @@ BOOST_AUTO_TEST_CASE(dumping_while_fibers_and_threads_come_and_go) {
                 std::thread([] {
                     for (int round = 0; round < 20; ++round) {
                         std::vector<fibers::task> tasks;
+                        auto m = std::make_unique<fibers::mutex>(); // gone after the round, as its waits are
                         for (int n = 0; n < 5; ++n)
-                            tasks.push_back(fibers::spawn([] { fibers::sleep(0s); }));
+                            tasks.push_back(fibers::spawn([&m] {
+                                std::lock_guard<fibers::mutex> hold(*m);
+                                fibers::sleep(0s);
+                            }));
                         fibers::fiber f([] {});
                         if (round % 2 == 0)
                             f.switch_to();
                         for (fibers::task& t : tasks)
                             t.join();
+                        m.reset();
                         BOOST_TEST(fibers::list_fibers().size() >= 2u);
                     }
                     fibers::get_hub().close();
