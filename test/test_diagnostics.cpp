@@ -326,11 +326,12 @@ BOOST_AUTO_TEST_CASE(a_signal_that_cannot_be_caught_is_refused) {
 BOOST_AUTO_TEST_CASE(dumping_while_fibers_and_threads_come_and_go) {
     std::atomic<bool> stop{false};
     std::atomic<std::size_t> dumps{0};
+    std::atomic<std::size_t> short_lists{0}; // Boost.Test checks only on this thread
     std::vector<std::thread> churners;
     for (int k = 0; k < 2; ++k) {
         churners.emplace_back([&] {
             while (!stop.load()) {
-                std::thread([] {
+                std::thread([&short_lists] {
                     for (int round = 0; round < 20; ++round) {
                         std::vector<fibers::task> tasks;
                         auto m = std::make_unique<fibers::mutex>(); // gone after the round, as its waits are
@@ -345,7 +346,8 @@ BOOST_AUTO_TEST_CASE(dumping_while_fibers_and_threads_come_and_go) {
                         for (fibers::task& t : tasks)
                             t.join();
                         m.reset();
-                        BOOST_TEST(fibers::list_fibers().size() >= 2u);
+                        if (fibers::list_fibers().size() < 2u) // the root and the hub at least
+                            ++short_lists;
                     }
                     fibers::get_hub().close();
                 }).join();
@@ -366,6 +368,7 @@ BOOST_AUTO_TEST_CASE(dumping_while_fibers_and_threads_come_and_go) {
     for (std::thread& t : churners)
         t.join();
     BOOST_TEST(dumps.load() > 0u);
+    BOOST_TEST(short_lists.load() == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
