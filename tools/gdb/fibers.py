@@ -76,17 +76,17 @@ class Fiber:
     def __init__(self, address, thread_state):
         self.address = address
         self.thread_state = thread_state
-        if bool(_record_field(address, "is_root")):
-            self.kind, self.name = "root", "Root"
-        elif bool(_record_field(address, "is_task")):
-            self.kind = "task"
+        self.kind = _kind_of(address)
+        if self.kind == "root":
+            self.name = "Root"
+        elif self.kind == "task":
             task = "fibers::detail::task_record"
             self.name = _std_string(_field(address, task, "given_name")) or "Fiber-%d" % int(
                 _field(address, task, "number"))
-        elif self.address == _hub_record_of(thread_state):
-            self.kind, self.name = "hub", "Hub"
+        elif self.kind == "hub":
+            self.name = "Hub"
         else:
-            self.kind, self.name = "fiber", "fiber-0x%x" % self.address
+            self.name = "fiber-0x%x" % self.address
         status = str(_atomic(_record_field(address, "status")))
         running = _pointer(thread_state["current"]) == self.address
         if status.endswith("created"):
@@ -128,11 +128,18 @@ class Fiber:
         return text
 
 
-def _hub_record_of(thread_state):
-    hub = thread_state["hub"]
-    if _pointer(hub) == 0:
-        return 0
-    return _pointer(hub.cast(gdb.lookup_type("fibers::hub").pointer())["record_"])
+def _kind_of(address):
+    """root, hub, task or fiber: from the record's vtable, whose symbol names
+    its class (the library's records are record_with_target<Base, ...>)."""
+    if bool(_record_field(address, "is_root")):
+        return "root"
+    vtable = int.from_bytes(bytes(gdb.selected_inferior().read_memory(address, 8)), "little")
+    symbol = gdb.execute("info symbol 0x%x" % vtable, to_string=True)
+    if "hub_fiber_base" in symbol:
+        return "hub"
+    if "task_record" in symbol:
+        return "task"
+    return "fiber"
 
 
 def _threads():
