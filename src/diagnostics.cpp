@@ -424,6 +424,13 @@ std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buff
 
 std::atomic<bool> fill_new_stacks{false};
 
+void wait_for_flag(std::atomic<bool>& flag) noexcept {
+    do
+        while (flag.load(std::memory_order_relaxed))
+            std::this_thread::yield();
+    while (flag.exchange(true, std::memory_order_acquire));
+}
+
 __attribute__((no_sanitize("address"))) void fill_stack(fiber_record& record) noexcept {
     auto* word = reinterpret_cast<std::uint64_t*>(static_cast<char*>(record.stack.sp) - record.stack.size);
     auto* const end = reinterpret_cast<std::uint64_t*>(record.stack.sp);

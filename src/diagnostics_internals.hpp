@@ -43,11 +43,12 @@ void unregister_thread(thread_state& ts) noexcept;
 
 // A flag held as a lock. The holders are short: a thread changing its list
 // of live fibers, or a diagnostic copying it. Not a std::mutex, so that a
-// signal handler may try it.
-inline void acquire_flag(std::atomic<bool>& flag) noexcept {
-    while (flag.exchange(true, std::memory_order_acquire))
-        while (flag.load(std::memory_order_relaxed))
-            std::this_thread::yield();
+// signal handler may try it. Free, it costs one exchange, inline; taken,
+// the wait is out of line.
+FIBERS_COLD void wait_for_flag(std::atomic<bool>& flag) noexcept;
+FIBERS_ALWAYS_INLINE void acquire_flag(std::atomic<bool>& flag) noexcept {
+    if (FIBERS_UNLIKELY(flag.exchange(true, std::memory_order_acquire)))
+        wait_for_flag(flag);
 }
 inline void release_flag(std::atomic<bool>& flag) noexcept { flag.store(false, std::memory_order_release); }
 
