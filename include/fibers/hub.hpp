@@ -30,9 +30,9 @@ namespace detail {
 struct hub_access;
 struct hub_signals;
 class scheduled_fiber;
+class hub_watchdog;
 // The calling fiber's turn goes to every entry queued before it:
 // sleep(0s).
-class hub_watchdog;
 void give_turn(hub& h);
 
 // The switches the hub dispatches: inline, so that the resumed fiber
