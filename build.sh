@@ -24,6 +24,7 @@ packages=(
     g++ cmake
     libboost1.81-dev libboost-context1.81-dev libboost-test1.81-dev
     libboost-program-options1.81-dev libboost1.81-tools-dev
+    gdb # the test of tools/gdb/fibers.py
 )
 # Only the benchmarks use them: Boost.Fiber as an anchor to compare against,
 # perf to count system calls, gnuplot for the chart, python3 for the table.

@@ -9,8 +9,9 @@
 //
 //   echo_server [--host 127.0.0.1] [--port 7000] [--threads 1]
 //               [--idle-timeout SECONDS] [--max-connections N] [--idle-spin MICROSECONDS]
-//               [--io hybrid|direct|token]
+//               [--io hybrid|direct|token] [--dump-signal SIGUSR1|SIGUSR2|N|none]
 
+#include <fibers/diagnostics.hpp>
 #include <fibers/hub.hpp>
 #include <fibers/io.hpp>
 #include <fibers/log.hpp>
@@ -57,6 +58,7 @@ struct config {
     // a direct write almost never waits, and skips a completion's trip
     // through the loop.
     enum class io_path { hybrid, direct, token } io = io_path::hybrid;
+    int dump_signal = SIGUSR1; // prints every fiber to stderr; 0: none
 };
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
@@ -156,6 +158,11 @@ private:
     }
 
     void start_connection(tcp::socket peer) {
+        // Named after the peer, for the dumps.
+        boost::system::error_code unknown;
+        tcp::endpoint const from = peer.remote_endpoint(unknown);
+        std::string name = "connection " + (unknown ? std::string("?") : from.address().to_string() + ':' +
+                                                                        std::to_string(from.port()));
         tasks_.spawn([this, peer = std::move(peer)]() mutable {
             // However serve() ends (cancelled by the stop included), the
             // socket closes and the slot frees: the acceptor may wait for one.
@@ -171,7 +178,7 @@ private:
                 }
             } when_done{this, peer};
             serve(peer);
-        });
+        }, fibers::task_options{std::move(name)});
         ++connections_; // the task runs in a coming loop iteration
     }
 
@@ -231,6 +238,7 @@ std::optional<config> parse(int argc, char** argv) {
     long long port = 7000, threads = 1, max_connections = 0, idle_spin = cfg.idle_spin.count();
     double idle_seconds = 0;
     std::string io;
+    std::string dump_signal;
     po::options_description options("echo_server options");
     options.add_options()("help", "this text")(
         "host", po::value(&cfg.host)->default_value("127.0.0.1"), "address to listen on")(
@@ -243,7 +251,9 @@ std::optional<config> parse(int argc, char** argv) {
         "microseconds a hub out of work polls for I/O before it sleeps, while busy (0: never)")(
         "io", po::value(&io)->default_value("hybrid"),
         "direct: non-blocking calls first (fibers::read_some, fibers::write); token: Asio's async calls with "
-        "fibers::yield; hybrid: reads with the token, writes direct");
+        "fibers::yield; hybrid: reads with the token, writes direct")(
+        "dump-signal", po::value(&dump_signal)->default_value("SIGUSR1"),
+        "signal that prints every fiber of the server to stderr: SIGUSR1, SIGUSR2, a number, or none");
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, options), vm);
     po::notify(vm);
@@ -273,6 +283,20 @@ std::optional<config> parse(int argc, char** argv) {
         cfg.io = config::io_path::hybrid;
     else
         throw std::invalid_argument("--io is direct, token or hybrid");
+    if (dump_signal == "none")
+        cfg.dump_signal = 0;
+    else if (dump_signal == "SIGUSR1")
+        cfg.dump_signal = SIGUSR1;
+    else if (dump_signal == "SIGUSR2")
+        cfg.dump_signal = SIGUSR2;
+    else {
+        long long number = -1;
+        try {
+            number = std::stoll(dump_signal);
+        } catch (std::exception const&) {
+        }
+        cfg.dump_signal = count_option<int>(number, 1, SIGRTMAX, "dump-signal");
+    }
     return cfg;
 }
 
@@ -289,6 +313,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
+        if (cfg->dump_signal != 0)
+            fibers::dump_fibers_on_signal(cfg->dump_signal);
         // The first server binds (perhaps to port 0); the others share its port.
         tcp::endpoint where(cfg->address, cfg->port);
         server first(*cfg, where);

@@ -1,6 +1,7 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
+#include "diagnostics_internals.hpp"
 #include "fiber_internals.hpp"
 #include "format.hpp"
 
@@ -80,6 +81,7 @@ public:
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
         return text_writer(buffer, capacity).put("root").size();
     }
+    char const* kind() const noexcept override { return "root"; }
 };
 
 void acquire_anchor(thread_anchor* anchor) noexcept { anchor->references.fetch_add(1, std::memory_order_relaxed); }
@@ -114,6 +116,7 @@ thread_state& make_thread_state() {
     root->tsan_fiber = __tsan_get_current_fiber();
 #endif
     set_running_fiber_describer(&describe_running_fiber);
+    register_thread(*owned);
     current_thread_state = owned.release();
     if (!state_retired)
         exit_hook.armed = true;
@@ -291,6 +294,7 @@ void shutdown_thread(thread_state& ts) noexcept {
     root->switch_key = nullptr;
     current_thread_state = nullptr;
     thread_anchor* anchor = ts.anchor;
+    unregister_thread(ts);
     delete &ts;
     if (root->references.fetch_sub(2, std::memory_order_acq_rel) == 2)
         delete root;
@@ -309,6 +313,7 @@ fiber_record::~fiber_record() {
 bool fiber_record::accepts_switch_from(fiber_record const*) const noexcept { return true; }
 
 bool fiber_record::accepts_any_switcher() const noexcept { return true; }
+char const* fiber_record::kind() const noexcept { return "fiber"; }
 
 std::size_t fiber_record::describe(char* buffer, std::size_t capacity) const noexcept {
     return text_writer(buffer, capacity).put("fiber ").put_hex(reinterpret_cast<std::uintptr_t>(this)).size();
@@ -367,6 +372,8 @@ void thread_state::start(fiber_record* target) {
     target->stack_top.store(reinterpret_cast<std::uintptr_t>(target->stack.sp), std::memory_order_relaxed);
     target->stack_extent.store(target->stack.size, std::memory_order_relaxed);
     void* bottom = static_cast<char*>(target->stack.sp) - target->stack.size;
+    if (FIBERS_UNLIKELY(fill_new_stacks.load(std::memory_order_relaxed)))
+        fill_stack(*target);
     target->context = ctx::make_fcontext(target->stack.sp, target->stack.size, &fiber_entry);
     target->asan_stack_bottom = bottom;
     target->asan_stack_size = target->stack.size;
@@ -505,9 +512,15 @@ void thread_state::drain_orphans() noexcept {
 
 using live_list = newest_first_list<fiber_record, &fiber_record::newer_live, &fiber_record::older_live>;
 
-void thread_state::link_live(fiber_record* record) noexcept { live_list::link(newest_live, record); }
+void thread_state::link_live(fiber_record* record) noexcept {
+    live_list_guard guard(*this);
+    live_list::link(newest_live, record);
+}
 
-void thread_state::unlink_live(fiber_record* record) noexcept { live_list::unlink(newest_live, record); }
+void thread_state::unlink_live(fiber_record* record) noexcept {
+    live_list_guard guard(*this);
+    live_list::unlink(newest_live, record);
+}
 
 void attach_new_fiber(fiber_record* record, fiber_record* parent) {
     std::unique_ptr<fiber_record> owned(record);

@@ -150,7 +150,10 @@ bool future_state::wait(deadline until) {
         return true;
     std::unique_lock<std::mutex> lock(mutex_);
     // Woken only by finish().
-    return status_.load(std::memory_order_relaxed) == finished || waiters_.wait(lock, until);
+    if (status_.load(std::memory_order_relaxed) == finished)
+        return true;
+    published_wait note("future", waited_object::primitive, this, publication_deadline(until));
+    return waiters_.wait(lock, until);
 }
 
 void future_state::wait_to_end() noexcept {
@@ -256,6 +259,7 @@ void completion_queue::on_done(future_watcher& w) noexcept {
 bool completion_queue::wait_for(std::size_t n, deadline until) {
     switchpoint();
     std::unique_lock<std::mutex> lock(mutex_);
+    published_wait note("futures completing", waited_object::primitive, this, publication_deadline(until));
     while (order_.size() < n) {
         if (!waiters_.wait(lock, until))
             return order_.size() >= n;
@@ -266,6 +270,7 @@ bool completion_queue::wait_for(std::size_t n, deadline until) {
 std::size_t completion_queue::next(std::size_t k, deadline until) {
     switchpoint();
     std::unique_lock<std::mutex> lock(mutex_);
+    published_wait note("futures completing", waited_object::primitive, this, publication_deadline(until));
     while (order_.size() <= k) {
         if (!waiters_.wait(lock, until))
             throw fibers::timeout();
@@ -459,6 +464,7 @@ void thread_pool::join() {
     switchpoint();
     impl& p = *impl_;
     std::unique_lock<std::mutex> lock(p.mutex);
+    detail::published_wait note("thread_pool join", detail::waited_object::primitive, this);
     while (!p.queue.empty() || p.busy != 0 || (p.closed && p.live != 0))
         p.joiners.wait(lock, std::nullopt);
     if (!p.closed)
@@ -555,6 +561,7 @@ void fiber_pool::state::work() {
                 break;
             detail::waiter w;
             try {
+                detail::published_wait note("fiber_pool work", detail::waited_object::primitive, this);
                 idle.wait(lock, std::nullopt, w);
             } catch (...) {
                 // The hub is closing (nobody else holds a worker to cancel):
@@ -652,6 +659,7 @@ void fiber_pool::join() {
     switchpoint();
     state& s = *state_;
     std::unique_lock<std::mutex> lock(s.mutex);
+    detail::published_wait note("fiber_pool join", detail::waited_object::primitive, this);
     while (!s.queue.empty() || s.running != 0 || (s.closed && s.workers != 0))
         s.joiners.wait(lock, std::nullopt);
 }

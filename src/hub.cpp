@@ -3,6 +3,7 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #include "format.hpp"
 #include "hub_internals.hpp"
+#include "watchdog.hpp"
 
 #include <fibers/hub.hpp>
 #include <fibers/log.hpp>
@@ -41,6 +42,7 @@ public:
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
         return text_writer(buffer, capacity).put("Hub").size();
     }
+    char const* kind() const noexcept override { return "hub"; }
 };
 
 // Resumes the root fiber with keyboard_interrupt.
@@ -402,6 +404,17 @@ void hub::run_io_handlers(bool block) {
 }
 
 void hub::wait_for_work() {
+    // The root waits on something known, and the loop is out of work: it
+    // may be for ever. The loop's own Asio work is its work guard and, while
+    // armed, the wait for SIGINT.
+    if (FIBERS_UNLIKELY(thread_->root->waiting.what.load(std::memory_order_relaxed) != nullptr) &&
+        detail::find_deadlock(*this, signals_ ? 2 : 1))
+        return;
+    waiting_for_work_.store(true, std::memory_order_relaxed);
+    struct busy_again {
+        std::atomic<bool>& waiting;
+        ~busy_again() { waiting.store(false, std::memory_order_relaxed); }
+    } on_return{waiting_for_work_};
     using clock = std::chrono::steady_clock;
     std::chrono::nanoseconds const budget(idle_spin_ns_.load(std::memory_order_relaxed));
     if (budget.count() == 0) {
@@ -459,6 +472,7 @@ void hub::shut_down() noexcept {
     if (state_.load(std::memory_order_acquire) == hub_state::closed)
         return;
     stop_accepting();
+    stop_watchdog();
     loop_running_ = false;
     detail::thread_state& ts = *thread_;
     forget_anchor_wake();
@@ -513,6 +527,7 @@ void hub::forget_anchor_wake() noexcept {
 }
 
 void hub::detach_everything() noexcept {
+    stop_watchdog();
     forget_anchor_wake();
     for (detail::scheduled_fiber* f = newest_scheduled_; f != nullptr; f = f->older_scheduled)
         f->owner = nullptr;

@@ -9,6 +9,7 @@
 #include "fiber_internals.hpp"
 
 #include <fibers/detail/scheduled_fiber.hpp>
+#include <fibers/detail/published_wait.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/hub.hpp>
 
@@ -49,6 +50,12 @@ struct hub_mailbox final : mailbox_flag {
 
 // The calling thread's hub once made (until it is destroyed), else null.
 extern __thread hub* thread_hub FIBERS_INITIAL_EXEC_TLS;
+// Before the hub sleeps: if its root fiber waits and nothing can ever
+// resume anything on it (nothing queued, no Asio work but the hub's own
+// `own_work`, and every fiber waits on what only a fiber of this hub can
+// release), queues the root's resumption with fibers::deadlock and returns
+// true (src/deadlock.cpp).
+bool find_deadlock(hub& h, long own_work);
 
 // An interruption that its source throws again by itself at the fiber's
 // next wait, for as long as it applies (a cancel scope that fired): a wait
@@ -65,6 +72,17 @@ struct hub_access {
         return ts != nullptr && ts->anchor == h.thread_->anchor;
     }
     static bool is_open(hub const& h) noexcept { return h.is_alive(); }
+    // What the watchdog reads from its own thread (see watchdog.cpp).
+    static unsigned const& dispatched(hub const& h) noexcept { return h.dispatched_; }
+    static bool waiting_for_work(hub const& h) noexcept {
+        return h.waiting_for_work_.load(std::memory_order_relaxed);
+    }
+    static void count_stall(hub& h) noexcept { h.stalls_.fetch_add(1, std::memory_order_relaxed); }
+    // Nothing in the run queue, the mailbox or the thread's handed-back references.
+    static bool nothing_queued(hub const& h) noexcept {
+        return h.ready_.front() == nullptr && !h.mailbox_->pending.load(std::memory_order_acquire) &&
+               !h.thread_->anchor->has_orphans.load(std::memory_order_acquire);
+    }
     // On the hub's thread: runs `e` in a coming iteration.
     static void push(hub& h, ready_entry& e) noexcept { h.push_here(e); }
     // From any thread; false (and nothing queued) if the hub has closed.

@@ -112,6 +112,7 @@ bool lock_core::acquire_slow(std::uintptr_t me, deadline until) {
     w.payload = reinterpret_cast<void*>(me);
     bool got;
     try {
+        published_wait note("mutex", waited_object::primitive, this, publication_deadline(until), &holder_of);
         got = waiters_.wait(lock, until, w);
     } catch (...) {
         if (w.woken())
@@ -206,6 +207,7 @@ void lock_core::restore_unwinding(std::size_t levels) noexcept {
         w.payload = reinterpret_cast<void*>(me);
         try {
             // No live hub: this blocks the thread, as std::condition_variable does.
+            published_wait note("mutex", waited_object::primitive, this, wait_publication::no_deadline, &holder_of);
             if (waiters_.wait(lock, std::nullopt, w)) {
                 count_ = levels;
                 return;
@@ -251,6 +253,8 @@ bool event::wait_until(detail::deadline until) {
     if (flag_.load(std::memory_order_relaxed))
         return true;
     // Woken only by set(): true even if the flag was cleared again since, as in Python.
+    detail::published_wait note("event", detail::waited_object::primitive, this,
+                                detail::publication_deadline(until));
     return waiters_.wait(lock, until) || flag_.load(std::memory_order_relaxed);
 }
 
@@ -326,6 +330,8 @@ bool condition::wait_until(detail::deadline until) {
         lock.unlock();
     };
     try {
+        detail::published_wait note("condition", detail::waited_object::primitive, this,
+                                    detail::publication_deadline(until));
         notified = waiters_.wait(lock, until, w);
     } catch (detail::forced_unwind const&) {
         pass_on_notification();

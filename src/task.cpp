@@ -202,6 +202,7 @@ void sleep_for(std::chrono::nanoseconds d) {
     hub& h = get_hub();
     hub_access::check_may_wait(h);
     boost::asio::steady_timer timer(h.loop(), d);
+    published_wait note("sleep", waited_object::none, nullptr, publication_deadline(timer.expiry()));
     switch_back<boost::system::error_code> wakeup;
     timer.async_wait(wakeup);
     wakeup.wait();
@@ -285,6 +286,7 @@ void task::join() {
     detail::task_record& t = *pending;
     hub& h = *t.owner;
     detail::stack_joiner joiner(t, detail::current_thread_state->current);
+    detail::published_wait note("join", detail::waited_object::fiber, &t);
     try {
         while (!joiner.woken) {
             h.switch_to();
@@ -305,6 +307,9 @@ void task::join_for(std::chrono::nanoseconds timeout) {
         return;
     switch_back<> wakeup(timeout);
     detail::timed_joiner joiner(*pending, wakeup);
+    detail::published_wait note("join", detail::waited_object::fiber, pending,
+                                detail::publication_deadline(detail::saturated_deadline(
+                                    std::chrono::steady_clock::now(), timeout)));
     wakeup.wait();
 }
 

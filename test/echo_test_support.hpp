@@ -573,6 +573,15 @@ class client {
 public:
     client() = default;
 
+    // The port of this end, 0 if it has none.
+    unsigned short local_port() const {
+        sockaddr_in self{};
+        socklen_t size = sizeof self;
+        if (!fd_ || ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&self), &size) != 0)
+            return 0;
+        return ntohs(self.sin_port);
+    }
+
     // Connects to 127.0.0.1:port. On failure, ok() is false and error()
     // is the errno (ECONNREFUSED, ETIMEDOUT for the deadline...).
     static client connect(unsigned short port, std::chrono::milliseconds timeout = 5s) {

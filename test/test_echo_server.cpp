@@ -41,10 +41,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -812,6 +815,218 @@ BOOST_AUTO_TEST_CASE(silent_peer_stays_open_without_idle_timeout) {
     stop_and_check(*server);
 }
 
+// The dump on SIGUSR1 names every connection's task, and the server goes on.
+BOOST_AUTO_TEST_CASE(sigusr1_dumps_the_connections_and_the_server_goes_on) {
+    auto server = start_server();
+    unsigned short const port = port_of(*server);
+    std::vector<client> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(client::connect(port));
+        BOOST_REQUIRE(idle.back().ok());
+        BOOST_REQUIRE_EQUAL(idle.back().echo(10), ""); // accepted, its task waits for the next read
+    }
+    server->send_signal(SIGUSR1);
+    for (client const& c : idle) {
+        std::string const task = "connection 127.0.0.1:" + std::to_string(c.local_port());
+        BOOST_CHECK_MESSAGE(server->wait_stderr_contains(task, 10s),
+                            "the dump does not list " << task << "; the server's stderr:\n" << server->stderr_text());
+    }
+    std::string const dump = server->stderr_text();
+    BOOST_TEST_MESSAGE("the dump:\n" << dump);
+    BOOST_CHECK(dump.find("fibers: dump of 1 thread\n") != std::string::npos);
+    BOOST_CHECK(dump.find("acceptor") != std::string::npos);
+    BOOST_CHECK(dump.find(" asio void(boost::system::error_code, ") != std::string::npos); // a read
+    for (client& c : idle)
+        BOOST_CHECK_EQUAL(c.echo(1000), "");
+    check_still_serves(*server, "SIGUSR1");
+    stop_and_check(*server);
+}
+
+// --dump-signal none leaves SIGUSR1 at its default: it ends the server.
+BOOST_AUTO_TEST_CASE(dump_signal_none_installs_no_handler) {
+    auto server = start_server({"--dump-signal", "none"});
+    server->send_signal(SIGUSR1);
+    std::optional<int> status = server->wait_exit(10s);
+    BOOST_REQUIRE(status);
+    BOOST_CHECK(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGUSR1);
+}
+
+BOOST_AUTO_TEST_CASE(dump_signal_sigusr2_dumps_on_sigusr2) {
+    auto server = start_server({"--dump-signal", "SIGUSR2"});
+    server->send_signal(SIGUSR2);
+    BOOST_CHECK(server->wait_stderr_contains("fibers: dump of 1 thread", 10s));
+    check_still_serves(*server, "SIGUSR2");
+    stop_and_check(*server);
+}
+
+// ---------------------------------------------------------------------------
+// tools/gdb/fibers.py against the server, live and from a core file.
+
+// The extension: $FIBERS_GDB_SCRIPT, else the build's, else the one beside
+// this source file.
+std::string gdb_script() {
+    if (char const* given = std::getenv("FIBERS_GDB_SCRIPT"))
+        return given;
+#ifdef FIBERS_GDB_SCRIPT
+    return FIBERS_GDB_SCRIPT;
+#else
+    std::string const here = __FILE__;
+    return here.substr(0, here.rfind('/') + 1) + "../tools/gdb/fibers.py";
+#endif
+}
+
+bool have_gdb() { return std::system("gdb --version >/dev/null 2>&1") == 0; }
+
+// Why the gdb extension cannot be tested here, or "": it reads the
+// registry through the server's debug information (a RelWithDebInfo or
+// Debug build; a Release build or b2's release variant has none), and it
+// knows the saved registers of x86-64 only (a cross build under qemu-user
+// is not a native process for gdb to attach to either).
+std::string why_gdb_cannot_be_tested() {
+#if !defined(__x86_64__)
+    return "the gdb extension reads x86-64 processes only";
+#else
+    if (!have_gdb())
+        return "gdb is not installed (./build.sh installs it)";
+    std::string const check = "readelf -S '" + server_path() + "' 2>/dev/null | grep -q '[.]debug_info'";
+    if (std::system(check.c_str()) != 0)
+        return "the echo server has no debug information (build RelWithDebInfo or Debug)";
+    return "";
+#endif
+}
+
+// Runs gdb in batch mode with `commands` after loading the extension; its
+// output, stderr included.
+std::string run_gdb(std::string const& target, std::vector<std::string> const& commands) {
+    std::string line = "gdb -batch -nx " + target + " -ex 'source " + gdb_script() + "'";
+    for (std::string const& c : commands)
+        line += " -ex '" + c + "'";
+    line += " 2>&1 </dev/null";
+    std::string out;
+    if (FILE* p = ::popen(line.c_str(), "r")) {
+        char buffer[4096];
+        std::size_t n;
+        while ((n = std::fread(buffer, 1, sizeof buffer, p)) > 0)
+            out.append(buffer, n);
+        ::pclose(p);
+    }
+    return out;
+}
+
+// The id `info fibers` gives the fiber named `name`, or "".
+std::string fiber_id_in(std::string const& listing, std::string const& name) {
+    std::istringstream lines(listing);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words(line);
+        std::string id, parent, kind, state;
+        if (!(words >> id >> parent >> kind >> state) || id.compare(0, 2, "0x") != 0)
+            continue;
+        if (line.find(" " + name + " ") != std::string::npos)
+            return id;
+    }
+    return "";
+}
+
+BOOST_AUTO_TEST_CASE(gdb_lists_the_fibers_and_their_backtraces_live_and_from_a_core) {
+    if (std::string const why = why_gdb_cannot_be_tested(); !why.empty()) {
+        BOOST_TEST_MESSAGE(why << ": the gdb extension is not tested");
+        return;
+    }
+    auto server = start_server();
+    unsigned short const port = port_of(*server);
+    std::vector<client> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(client::connect(port));
+        BOOST_REQUIRE(idle.back().ok());
+        BOOST_REQUIRE_EQUAL(idle.back().echo(10), "");
+    }
+    std::string const live = run_gdb("-p " + std::to_string(server->pid()), {"info fibers"});
+    BOOST_TEST_MESSAGE("gdb -p:\n" << live);
+    if (live.find("ptrace: Operation not permitted") != std::string::npos) {
+        BOOST_TEST_MESSAGE("gdb may not attach here (ptrace): the gdb extension is not tested");
+        stop_and_check(*server);
+        return;
+    }
+    // The root, the hub, the acceptor and the three connections.
+    BOOST_REQUIRE_MESSAGE(live.find(": 6 fibers\n") != std::string::npos, "the listing:\n" << live);
+    std::vector<std::string> ids;
+    for (client const& c : idle) {
+        std::string const name = "connection 127.0.0.1:" + std::to_string(c.local_port());
+        std::string const id = fiber_id_in(live, name);
+        BOOST_CHECK_MESSAGE(!id.empty(), name << " is not in the listing:\n" << live);
+        ids.push_back(id);
+    }
+    BOOST_CHECK(!fiber_id_in(live, "acceptor").empty());
+    BOOST_CHECK(!fiber_id_in(live, "Hub").empty());
+    BOOST_CHECK(!fiber_id_in(live, "Root").empty());
+    BOOST_CHECK(live.find("asio void(boost::system::error_code, ") != std::string::npos);
+    BOOST_REQUIRE(!ids.empty() && !ids[0].empty());
+
+    // A connection's backtrace reaches the server's own code, through the
+    // switch it is suspended in; gdb leaves the server as it found it.
+    std::string const bt = run_gdb("-p " + std::to_string(server->pid()), {"fiber bt " + ids[0], "bt 1"});
+    BOOST_TEST_MESSAGE("fiber bt:\n" << bt);
+    BOOST_CHECK(bt.find("fibers::detail::jump_to") != std::string::npos);
+    BOOST_CHECK(bt.find("server::serve") != std::string::npos);
+    BOOST_CHECK(bt.find("echo_server.cpp") != std::string::npos);
+    BOOST_CHECK(bt.find("Python Exception") == std::string::npos);
+    BOOST_CHECK(bt.find("Error") == std::string::npos);
+    for (client& c : idle)
+        BOOST_CHECK_EQUAL(c.echo(1000), "");
+
+    // A fiber that is not suspended has no saved registers: refused.
+    std::string const refused = run_gdb("-p " + std::to_string(server->pid()),
+                                        {"fiber bt " + fiber_id_in(live, "Hub")});
+    BOOST_CHECK(refused.find("only a suspended one has saved registers") != std::string::npos);
+    check_still_serves(*server, "gdb");
+    stop_and_check(*server);
+}
+
+// The same from a core file that gdb's gcore writes. gcore cannot read a
+// mapping that holds guard markers (Linux 6.13 and later; a kernel core
+// dump can): this server guards its stacks with mprotect.
+BOOST_AUTO_TEST_CASE(gdb_reads_the_fibers_from_a_core_file) {
+    if (std::string const why = why_gdb_cannot_be_tested(); !why.empty()) {
+        BOOST_TEST_MESSAGE(why << ": the gdb extension is not tested");
+        return;
+    }
+#if FIBERS_SANITIZED
+    // A sanitizer's shadow memory, terabytes of reserved address space, is
+    // more than gcore writes a readable core of (it fills the disk trying).
+    BOOST_TEST_MESSAGE("under a sanitizer gcore writes no readable core: the core file case is not run");
+    return;
+#endif
+    ::setenv("FIBERS_STACK_GUARD", "mprotect", 1);
+    auto server = start_server();
+    ::unsetenv("FIBERS_STACK_GUARD");
+    unsigned short const port = port_of(*server);
+    std::vector<client> idle;
+    for (int i = 0; i < 3; ++i) {
+        idle.push_back(client::connect(port));
+        BOOST_REQUIRE(idle.back().ok());
+        BOOST_REQUIRE_EQUAL(idle.back().echo(10), "");
+    }
+    std::string const core = "/tmp/fibers-test-gdb-" + std::to_string(::getpid()) + ".core";
+    std::string const live = run_gdb("-p " + std::to_string(server->pid()), {"info fibers", "gcore " + core});
+    if (live.find("ptrace: Operation not permitted") != std::string::npos) {
+        BOOST_TEST_MESSAGE("gdb may not attach here (ptrace): the gdb extension is not tested");
+        stop_and_check(*server);
+        return;
+    }
+    BOOST_REQUIRE_MESSAGE(::access(core.c_str(), R_OK) == 0, "gdb wrote no core file " << core << ":\n" << live);
+    std::string const id = fiber_id_in(live, "connection 127.0.0.1:" + std::to_string(idle[1].local_port()));
+    BOOST_REQUIRE(!id.empty());
+    std::string const from_core = run_gdb(server_path() + " " + core, {"info fibers", "fiber bt " + id});
+    ::unlink(core.c_str());
+    BOOST_TEST_MESSAGE("gdb on the core file:\n" << from_core);
+    BOOST_CHECK(from_core.find(": 6 fibers\n") != std::string::npos);
+    for (char const* name : {"Root", "Hub", "acceptor"})
+        BOOST_CHECK(fiber_id_in(from_core, name) == fiber_id_in(live, name));
+    BOOST_CHECK(from_core.find("server::serve") != std::string::npos);
+    check_still_serves(*server, "gcore");
+    stop_and_check(*server);
+}
+
 BOOST_AUTO_TEST_CASE(flood_without_reading) { check_flood("direct"); }
 BOOST_AUTO_TEST_CASE(flood_without_reading_token_io) { check_flood("token"); }
 BOOST_AUTO_TEST_CASE(flood_without_reading_hybrid_io) { check_flood("hybrid"); }
@@ -1127,6 +1342,8 @@ BOOST_AUTO_TEST_CASE(bad_command_lines_fail_with_a_message) {
     check_rejected({"--idle-timeout", "soon"}, "idle-timeout");
     check_rejected({"--port"}, "port");
     check_rejected({"--port", "70000"}, "port");
+    check_rejected({"--dump-signal", "SIGFOO"}, "dump-signal");
+    check_rejected({"--dump-signal", "0"}, "dump-signal");
 }
 
 // An address that does not parse is a bad command line too, named as such.

@@ -6,6 +6,7 @@
 
 // The whole library.
 
+#include <fibers/diagnostics.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/fiber.hpp>
 #include <fibers/futures.hpp>

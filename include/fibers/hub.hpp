@@ -30,6 +30,7 @@ namespace detail {
 struct hub_access;
 struct hub_signals;
 class scheduled_fiber;
+class hub_watchdog;
 // The calling fiber's turn goes to every entry queued before it:
 // sleep(0s).
 void give_turn(hub& h);
@@ -161,6 +162,14 @@ public:
     void idle_spin(std::chrono::nanoseconds budget);
     static constexpr std::chrono::nanoseconds default_idle_spin{50'000};
 
+    /// With a threshold above zero, a helper thread watches the loop and
+    /// logs a warning naming the fiber that has held it longer than that
+    /// without a switch, counting each such stall in stalls(). 0ms (the
+    /// default) stops it; off, it costs nothing. Callable from any thread.
+    /// std::invalid_argument if negative; fibers::error on a closed hub.
+    void set_watchdog(std::chrono::milliseconds threshold);
+    std::uint64_t stalls() const noexcept;
+
     /// Fibers resumed one after the other before the loop looks at I/O and
     /// timers without blocking, so that neither starves the other.
     static constexpr unsigned ready_between_io_checks = 64;
@@ -230,6 +239,7 @@ private:
     void link_scheduled(detail::scheduled_fiber* f) noexcept;
     void unlink_scheduled(detail::scheduled_fiber* f) noexcept;
     void detach_everything() noexcept;
+    void stop_watchdog() noexcept;
     // Another thread's handed-back fiber references no longer wake this hub.
     void forget_anchor_wake() noexcept;
 
@@ -252,6 +262,13 @@ private:
     std::unique_ptr<poller> poller_;
     std::unique_ptr<detail::hub_signals> signals_;
     std::atomic<bool> ignore_interrupt_{false};
+
+    // For the watchdog: the loop waits for work (no fiber holds it), and
+    // the stalls it saw.
+    std::atomic<bool> waiting_for_work_{false};
+    std::atomic<std::uint64_t> stalls_{0};
+    std::mutex watchdog_mutex_;
+    std::unique_ptr<detail::hub_watchdog> watchdog_; // guarded by watchdog_mutex_
 
     std::uint64_t tasks_made_ = 0;                // names "Fiber-N"
     detail::scheduled_fiber* newest_scheduled_ = nullptr; // its tasks that have not ended

@@ -5,6 +5,7 @@
 #define FIBERS_SWITCH_BACK_HPP
 
 #include <fibers/detail/duration.hpp>
+#include <fibers/detail/published_wait.hpp>
 #include <fibers/detail/ready_queue.hpp>
 #include <fibers/fiber.hpp>
 #include <fibers/hub.hpp>
@@ -137,6 +138,7 @@ public:
     /// (task::cancel...) after this switch_back had fired is deferred to
     /// its next wait, and the call returns what it fired with.
     result_type wait() {
+        detail::published_wait note("switch_back");
         std::any value = [this] {
             try {
                 return state_->owner().switch_to();

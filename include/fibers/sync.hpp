@@ -9,6 +9,7 @@
 // hub and by plain threads: a fiber that waits suspends only itself, a
 // thread without a hub blocks. Waiters are served first come, first served.
 
+#include <fibers/detail/published_wait.hpp>
 #include <fibers/detail/waiter.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/switchpoint.hpp>
@@ -49,6 +50,11 @@ public:
     bool acquire_until(wait_clock::time_point until);
     void release();
     bool locked() const noexcept { return (state_.load(std::memory_order_relaxed) & ~contended) != 0; }
+    // The fiber that holds it (a wait's holder_reader), or null.
+    static void const* holder_of(void const* core) noexcept {
+        auto const* self = static_cast<lock_core const*>(core);
+        return reinterpret_cast<void const*>(self->state_.load(std::memory_order_relaxed) & ~contended);
+    }
     bool held_by_caller() const noexcept;
     std::size_t waiter_count() const;
 
@@ -252,6 +258,7 @@ public:
     void join() {
         switchpoint();
         std::unique_lock<std::mutex> lock(guard_);
+        detail::published_wait note("queue join", detail::waited_object::primitive, this);
         while (unfinished_ != 0)
             joiners_.wait(lock, std::nullopt);
     }
@@ -261,6 +268,8 @@ public:
         switchpoint();
         auto const until = deadline_after(timeout);
         std::unique_lock<std::mutex> lock(guard_);
+        detail::published_wait note("queue join", detail::waited_object::primitive, this,
+                                    detail::publication_deadline(until));
         while (unfinished_ != 0)
             if (!joiners_.wait(lock, until))
                 return unfinished_ == 0;
@@ -288,6 +297,8 @@ private:
         w.payload = &request;
         // Woken, a getter has taken the item in (or failed to: its move
         // threw). An exception after that still leaves: the put happened.
+        detail::published_wait note("queue put", detail::waited_object::primitive, this,
+                                    detail::publication_deadline(until));
         if (!putters_.wait(lock, until, w))
             throw queue_full();
         if (request.error)
@@ -311,6 +322,8 @@ private:
         w.payload = &slot;
         bool got;
         try {
+            detail::published_wait note("queue get", detail::waited_object::primitive, this,
+                                        detail::publication_deadline(until));
             got = getters_.wait(lock, until, w);
         } catch (...) {
             if (w.woken() && slot)

@@ -12,6 +12,7 @@
 //   std::size_t n = sock.async_read_some(buf, fibers::yield.after(5s)); // fibers::timeout
 
 #include <fibers/detail/duration.hpp>
+#include <fibers/detail/published_wait.hpp>
 #include <fibers/detail/ready_queue.hpp>
 #include <fibers/errors.hpp>
 #include <fibers/fiber.hpp>
@@ -257,7 +258,15 @@ public:
             ~waiter_reference() { core->release(); }
         } keep{core};
         std::move(initiation)(fibers::detail::yield_handler<Args...>(core), std::forward<InitArgs>(args)...);
-        std::exception_ptr interruption = core->wait(token.timeout());
+        std::exception_ptr interruption;
+        {
+            fibers::detail::published_wait note(
+                "asio", fibers::detail::waited_object::signature, fibers::detail::signature_text<R(Args...)>(),
+                token.timeout() ? fibers::detail::publication_deadline(fibers::detail::saturated_deadline(
+                                      std::chrono::steady_clock::now(), *token.timeout()))
+                                : fibers::detail::wait_publication::no_deadline);
+            interruption = core->wait(token.timeout());
+        }
         // Aborted because an interruption or the deadline cancelled it: the
         // interruption, else a timeout. Completed otherwise, even past the
         // deadline or the interruption: its result, and the interruption at

@@ -6,6 +6,7 @@
 
 #include <fibers/detail/config.hpp>
 #include <fibers/detail/ready_queue.hpp>
+#include <fibers/detail/wait_publication.hpp>
 
 #include <boost/context/detail/fcontext.hpp>
 #include <boost/context/stack_context.hpp>
@@ -88,6 +89,8 @@ public:
     // accepts any switcher.
     virtual bool accepts_switch_from(fiber_record const* switcher) const noexcept;
     virtual bool accepts_any_switcher() const noexcept;
+    // "root", "hub", "task" or "fiber", for diagnostics: static text.
+    virtual char const* kind() const noexcept;
 
     // Read on every switch: kept together at the front.
     boost::context::detail::fcontext_t context = nullptr;
@@ -139,6 +142,12 @@ public:
         std::exception_ptr error;
     };
     interruption_entry deferred_interruption;
+
+    // What it waits on while suspended, published by the wait (diagnostics).
+    wait_publication waiting;
+    // Its stack was filled with stack_fill_pattern before it first ran
+    // (measure_stack_use): the untouched part still holds it.
+    bool stack_filled = false;
 
 protected:
     fiber_record() = default;

@@ -62,6 +62,7 @@ public:
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override;
     void ended_unrun() noexcept override;
     bool rearm_interruption(std::exception_ptr const& e) noexcept override;
+    char const* kind() const noexcept override { return "task"; }
     // "Fiber-N" unless it was given a name; made on first demand.
     std::string const& name() const;
 

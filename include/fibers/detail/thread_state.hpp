@@ -55,6 +55,15 @@ public:
     fiber_record* newest_live = nullptr; // fibers of this thread that have not ended
     bool overflow_handler_ready = false;
 
+    // Diagnostics (src/diagnostics.cpp) read the list of live fibers from
+    // other threads and from signal handlers while this flag is theirs; the
+    // thread takes it to change the list. Every thread's state is on one
+    // list, from its first use of fibers until it exits.
+    std::atomic<bool> live_list_busy{false};
+    thread_state* older_thread = nullptr;
+    thread_state* newer_thread = nullptr;
+    long os_thread_id = 0;
+
     bool is_suspended(fiber_record const* record) const noexcept {
         return record->status.load(std::memory_order_relaxed) == fiber_status::started && record != current;
     }
