@@ -468,6 +468,12 @@ void check_overflow_report(fibers_test::child_result const& r) {
 }
 
 BOOST_AUTO_TEST_CASE(overflow_is_reported_by_name) {
+#if FIBERS_ASAN
+    // AddressSanitizer takes the overflow's SIGSEGV for its own report and
+    // exits: the library's report is checked in the other builds.
+    BOOST_TEST_MESSAGE("under AddressSanitizer the overflow is its report: not run");
+    return;
+#endif
     check_overflow_report(overflow_in_child(fibers::arena_stack(64 * 1024)));
     check_overflow_report(overflow_in_child(ctx::protected_fixedsize_stack(64 * 1024)));
 }
