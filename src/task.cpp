@@ -145,9 +145,11 @@ void attach_task(task_record* record, std::string name, hub* on) {
         delete record;
         throw;
     }
+    // Named before it is scheduled: from then on, other threads' dumps
+    // read the name.
     record->given_name = std::move(name);
-    hub_access::schedule(*h, record); // deletes it if it throws
     record->number = hub_access::next_task_number(*h);
+    hub_access::schedule(*h, record); // deletes it if it throws
     record->mailbox = &hub_access::mailbox(*h);
     record->mailbox->add_reference();
 }
