@@ -105,11 +105,14 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
     } catch (forced_unwind const&) {
         return false; // nothing may stop an unwinding, nor wait for it
     } catch (self_renewing_interruption const&) {
+        self->interruption_deferred = true;
         return true;
     } catch (...) {
     }
-    if (auto* scheduled = dynamic_cast<scheduled_fiber*>(self); scheduled != nullptr && scheduled->rearm_interruption(e))
+    if (auto* scheduled = dynamic_cast<scheduled_fiber*>(self); scheduled != nullptr && scheduled->rearm_interruption(e)) {
+        self->interruption_deferred = true;
         return true;
+    }
     fiber_record::interruption_entry& entry = self->deferred_interruption;
     if (entry.queued())
         return false;
@@ -118,6 +121,7 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
     entry.discard = &drop_deferred_interruption;
     entry.error = e;
     hub_access::push(h, entry);
+    self->interruption_deferred = true;
     return true;
 }
 

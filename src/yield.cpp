@@ -24,6 +24,16 @@ public:
 hub& hub_to_wait_on() {
     hub& h = hub::get();
     hub_access::check_may_wait(h);
+    // An operation, once started, may complete before the interruption
+    // reaches the fiber's wait, and have it deferred once more: under a
+    // load that completes every operation at once, for ever. The entry that
+    // carries it was queued before this turn's, so it comes first and
+    // throws here, with nothing started.
+    fiber_record* const self = current_thread_state->current;
+    if (FIBERS_UNLIKELY(self->interruption_deferred)) {
+        self->interruption_deferred = false;
+        give_turn(h);
+    }
     return h;
 }
 

@@ -15,7 +15,10 @@
 #include <fibers/task.hpp>
 #include <fibers/yield.hpp>
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/system/error_code.hpp>
 
@@ -29,12 +32,27 @@
 
 namespace fibers_test {
 
+// An Asio operation that has completed by the time its caller waits (its
+// handler is posted as it starts), counting its starts: the load of a
+// server whose every read finds data and every write finds room.
+template <class Token>
+auto async_at_once(boost::asio::io_context& io, int& starts, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [&io, &starts](auto handler) {
+            ++starts;
+            boost::asio::post(io, [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code()); });
+        },
+        token);
+}
+
 // What a sleep of `d` (the calling fiber's next wait) did, in words.
 inline std::string what_a_sleep_does(std::chrono::milliseconds d) {
     auto const start = std::chrono::steady_clock::now();
     try {
         fibers::sleep(d);
         return std::chrono::steady_clock::now() - start >= d ? "slept" : "returned early";
+    } catch (fibers::timeout const&) {
+        return "threw timeout";
     } catch (fibers::cancelled const&) {
         return "threw cancelled";
     } catch (std::exception const& e) {

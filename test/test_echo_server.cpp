@@ -540,19 +540,6 @@ void check_sigterm_under_streaming_load(std::vector<std::string> const& args) {
         server->send_signal(SIGTERM);
         std::optional<int> status = server->wait_exit(10s);
         load.stop();
-#if FIBERS_SANITIZED
-        // Known defect: a cancellation that comes after an operation
-        // completed is deferred to the next wait, and a connection whose
-        // every read and write completes at once (a server slowed down by a
-        // sanitizer, facing clients that never pause) defers it again at
-        // each wait, until the load stops. What is checked here is then
-        // the exit status once the load has stopped.
-        if (!status) {
-            status = server->wait_exit(10s);
-            BOOST_TEST_MESSAGE("round " << round << ": the server exited only once the load stopped"
-                                        << " (a cancellation deferred past completed operations)");
-        }
-#endif
         bool const clean = status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
         BOOST_CHECK_MESSAGE(clean, "round " << round << " of " << rounds << ": after SIGTERM under load, the server "
                                             << (status ? "ended with " + describe_wait_status(*status)

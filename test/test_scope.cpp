@@ -13,6 +13,7 @@
 #include <fibers/task.hpp>
 #include <fibers/yield.hpp>
 
+#include "cancel_support.hpp"
 #include "hub_support.hpp"
 #include "socket_support.hpp"
 
@@ -37,24 +38,10 @@ using namespace std::chrono_literals;
 using fibers_test::captured_log;
 using fibers_test::connected_pair;
 using fibers_test::on_new_thread;
+using fibers_test::what_a_sleep_does;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-// What the calling fiber's next wait (a sleep of `d`) does, in words.
-std::string what_a_sleep_does(std::chrono::milliseconds d) {
-    auto const start = clock_type::now();
-    try {
-        fibers::sleep(d);
-        return clock_type::now() - start >= d ? "slept" : "returned early";
-    } catch (fibers::timeout const&) {
-        return "threw timeout";
-    } catch (fibers::cancelled const&) {
-        return "threw cancelled";
-    } catch (std::exception const& e) {
-        return std::string("threw ") + e.what();
-    }
-}
 
 // Runs `fn` in a task of a fresh thread's hub and waits for it there.
 template <class Fn>
@@ -246,6 +233,38 @@ BOOST_AUTO_TEST_CASE(an_interruption_let_go_by_a_completed_wait_dies_with_its_sc
             BOOST_TEST(q.get() == 42);
         } // left before any other wait
         BOOST_TEST(what_a_sleep_does(20ms) == "slept");
+        other.join();
+    });
+}
+
+// The scope fired as the get completed: it comes before the next
+// operation starts, however many would complete at once.
+BOOST_AUTO_TEST_CASE(a_let_go_interruption_comes_before_the_next_operation_starts) {
+    in_task([] {
+        auto& io = fibers::get_hub().loop();
+        fibers::queue<int> q;
+        fibers::cancel_scope* shared = nullptr;
+        fibers::task other = fibers::spawn([&] {
+            fibers::sleep(10ms);
+            shared->cancel();
+            q.put(42);
+        });
+        std::string what;
+        int starts = 0;
+        {
+            fibers::cancel_scope scope;
+            shared = &scope;
+            BOOST_TEST(q.get() == 42);
+            try {
+                for (int i = 0; i < 100; ++i)
+                    fibers_test::async_at_once(io, starts, fibers::yield);
+                what = "100 operations";
+            } catch (fibers::cancelled const&) {
+                what = "threw cancelled";
+            }
+        }
+        BOOST_TEST(what == "threw cancelled");
+        BOOST_TEST(starts == 0);
         other.join();
     });
 }

@@ -560,6 +560,35 @@ BOOST_AUTO_TEST_CASE(a_completion_without_an_error_code_is_a_result) {
     });
 }
 
+// A cancel deferred by an operation that had completed comes before the
+// next operation starts: were it delivered in the next one's wait, an
+// operation that completes at once would defer it again, each time.
+BOOST_AUTO_TEST_CASE(a_deferred_cancel_comes_before_the_next_operation_starts) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        held_operation op;
+        std::string what;
+        int starts = 0;
+        fibers::task t = fibers::spawn([&] {
+            what = "returned " + std::to_string(async_held(op, fibers::yield));
+            try {
+                for (int i = 0; i < 100; ++i)
+                    fibers_test::async_at_once(io, starts, fibers::yield);
+                what += ", then 100 operations";
+            } catch (fibers::cancelled const&) {
+                what += ", then threw cancelled";
+            }
+        });
+        while (!op.complete)
+            fibers::sleep(0s);
+        t.cancel();
+        op.complete({}, 42);
+        t.join();
+        BOOST_TEST(what == "returned 42, then threw cancelled");
+        BOOST_TEST(starts == 0);
+    });
+}
+
 BOOST_AUTO_TEST_CASE(keyboard_interrupt_cancels_and_is_rethrown) {
     on_new_thread([] {
         auto& io = fibers::get_hub().loop();
