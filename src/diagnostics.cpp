@@ -3,6 +3,7 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #include "diagnostics_internals.hpp"
 #include "fiber_internals.hpp"
+#include "format.hpp"
 
 #include <fibers/diagnostics.hpp>
 
@@ -27,81 +28,6 @@ std::atomic<bool> threads_busy{false};
 thread_state* newest_thread = nullptr;
 
 namespace {
-
-// Text built without allocating (a signal handler builds it too).
-class text {
-public:
-    text(char* buffer, std::size_t capacity) noexcept : buffer_(buffer), capacity_(capacity) { buffer_[0] = '\0'; }
-    text& put(char c) noexcept {
-        if (size_ + 1 < capacity_) {
-            buffer_[size_++] = c;
-            buffer_[size_] = '\0';
-            if (c == '\n')
-                line_start_ = size_;
-        }
-        return *this;
-    }
-    text& put(char const* s) noexcept {
-        while (*s != '\0')
-            put(*s++);
-        return *this;
-    }
-    text& put(char const* s, std::size_t n) noexcept {
-        for (std::size_t k = 0; k < n; ++k)
-            put(s[k]);
-        return *this;
-    }
-    text& hex(std::uintptr_t v) noexcept {
-        char digits[2 * sizeof v];
-        std::size_t count = 0;
-        do {
-            digits[count++] = "0123456789abcdef"[v & 0xf];
-            v >>= 4;
-        } while (v != 0);
-        put("0x");
-        while (count > 0)
-            put(digits[--count]);
-        return *this;
-    }
-    text& decimal(std::uint64_t v) noexcept {
-        char digits[24];
-        std::size_t count = 0;
-        do {
-            digits[count++] = static_cast<char>('0' + v % 10);
-            v /= 10;
-        } while (v != 0);
-        while (count > 0)
-            put(digits[--count]);
-        return *this;
-    }
-    // Seconds with milliseconds, from nanoseconds.
-    text& seconds(std::int64_t ns) noexcept {
-        if (ns < 0) {
-            put('-');
-            ns = -ns;
-        }
-        auto const ms = static_cast<std::uint64_t>(ns / 1'000'000);
-        decimal(ms / 1000).put('.');
-        std::uint64_t const frac = ms % 1000;
-        put(static_cast<char>('0' + frac / 100)).put(static_cast<char>('0' + frac / 10 % 10));
-        return put(static_cast<char>('0' + frac % 10)).put(" s");
-    }
-    // Pads the line with spaces to `column`, at least one.
-    text& pad(std::size_t column) noexcept {
-        do
-            put(' ');
-        while (size_ - line_start_ < column && size_ + 1 < capacity_);
-        return *this;
-    }
-    char const* c_str() const noexcept { return buffer_; }
-    std::size_t size() const noexcept { return size_; }
-
-private:
-    char* buffer_;
-    std::size_t capacity_;
-    std::size_t size_ = 0;
-    std::size_t line_start_ = 0;
-};
 
 // One fiber, copied without allocating.
 struct fiber_snapshot {
@@ -156,11 +82,11 @@ bool is_live_fiber_of(thread_state const& ts, void const* record) noexcept {
 }
 
 void write_name(fiber_record const& r, char* buffer, std::size_t capacity) noexcept {
-    text out(buffer, capacity);
+    text_writer out(buffer, capacity);
     if (r.is_root) {
         out.put("Root");
     } else if (std::strcmp(r.kind(), "fiber") == 0) {
-        out.put("fiber-").hex(reinterpret_cast<std::uintptr_t>(&r));
+        out.put("fiber-").put_hex(reinterpret_cast<std::uintptr_t>(&r));
     } else {
         r.describe(buffer, capacity);
     }
@@ -171,7 +97,7 @@ void write_name(fiber_record const& r, char* buffer, std::size_t capacity) noexc
 // gone, and only its address is given.
 void write_waiting_on(thread_state const& ts, fiber_record const& r, std::int64_t now, char* buffer,
                       std::size_t capacity) noexcept {
-    text out(buffer, capacity);
+    text_writer out(buffer, capacity);
     wait_publication const& p = r.waiting;
     char const* what = p.what.load(std::memory_order_acquire);
     if (what == nullptr)
@@ -184,7 +110,7 @@ void write_waiting_on(thread_state const& ts, fiber_record const& r, std::int64_
     case waited_object::none:
         break;
     case waited_object::primitive:
-        out.put(' ').hex(reinterpret_cast<std::uintptr_t>(object));
+        out.put(' ').put_hex(reinterpret_cast<std::uintptr_t>(object));
         // Read in the primitive, which only its own thread knows to be
         // alive: the wait that published it has not returned.
         if (holder_reader holder = ts.anchor == own_anchor() ? p.holder.load(std::memory_order_relaxed) : nullptr) {
@@ -203,7 +129,7 @@ void write_waiting_on(thread_state const& ts, fiber_record const& r, std::int64_
             write_name(*static_cast<fiber_record const*>(object), name, sizeof name);
             out.put(name);
         } else {
-            out.hex(reinterpret_cast<std::uintptr_t>(object));
+            out.put_hex(reinterpret_cast<std::uintptr_t>(object));
         }
         break;
     case waited_object::signature: {
@@ -222,9 +148,9 @@ void write_waiting_on(thread_state const& ts, fiber_record const& r, std::int64_
     }
     if (deadline != wait_publication::no_deadline) {
         if (deadline > now)
-            out.put(", ").seconds(deadline - now).put(" left");
+            out.put(", ").put_seconds(deadline - now).put(" left");
         else
-            out.put(", deadline passed ").seconds(now - deadline).put(" ago");
+            out.put(", deadline passed ").put_seconds(now - deadline).put(" ago");
     }
 }
 
@@ -287,24 +213,24 @@ char const* state_name(fiber_state s) noexcept {
 }
 
 // The table's lines, shared by both dumps.
-void write_thread_heading(text& out, long os_thread_id, bool is_caller, std::size_t count) {
-    out.put("thread ").decimal(static_cast<std::uint64_t>(os_thread_id)).put(is_caller ? " (this thread)" : "");
-    out.put(": ").decimal(count).put(count == 1 ? " fiber\n" : " fibers\n");
+void write_thread_heading(text_writer& out, long os_thread_id, bool is_caller, std::size_t count) {
+    out.put("thread ").put_dec(static_cast<std::uint64_t>(os_thread_id)).put(is_caller ? " (this thread)" : "");
+    out.put(": ").put_dec(count).put(count == 1 ? " fiber\n" : " fibers\n");
 }
 
-void write_column_heading(text& out) {
-    out.put("  id").pad(18).put("parent").pad(34).put("kind").pad(40).put("state").pad(52);
-    out.put("stack").pad(62).put("used").pad(72).put("name").pad(92).put("waiting on\n");
+void write_column_heading(text_writer& out) {
+    out.put("  id").pad_to(18).put("parent").pad_to(34).put("kind").pad_to(40).put("state").pad_to(52);
+    out.put("stack").pad_to(62).put("used").pad_to(72).put("name").pad_to(92).put("waiting on\n");
 }
 
-void write_fiber_line(text& out, fiber_snapshot const& f) noexcept {
-    out.put("  ").hex(f.id).pad(18);
+void write_fiber_line(text_writer& out, fiber_snapshot const& f) noexcept {
+    out.put("  ").put_hex(f.id).pad_to(18);
     if (f.parent_id != 0)
-        out.hex(f.parent_id);
+        out.put_hex(f.parent_id);
     else
         out.put('-');
-    out.pad(34).put(f.kind).pad(40).put(state_name(f.state)).pad(52).decimal(f.stack_size).pad(62);
-    out.decimal(f.stack_used).pad(72).put(f.name).pad(92).put(f.waiting_on).put('\n');
+    out.pad_to(34).put(f.kind).pad_to(40).put(state_name(f.state)).pad_to(52).put_dec(f.stack_size).pad_to(62);
+    out.put_dec(f.stack_used).pad_to(72).put(f.name).pad_to(92).put(f.waiting_on).put('\n');
 }
 
 class flag_guard {
@@ -342,7 +268,7 @@ fiber_info to_info(fiber_snapshot const& s) {
 
 // ---- the dump from a signal handler: no allocation, no lock, write(2).
 
-void write_to_stderr(text const& t) noexcept {
+void write_to_stderr(text_writer const& t) noexcept {
     char const* p = t.c_str();
     std::size_t left = t.size();
     while (left > 0) {
@@ -370,7 +296,7 @@ bool try_flag(std::atomic<bool>& flag) noexcept {
 void dump_from_signal(int) {
     int const saved_errno = errno;
     char buffer[512];
-    text out(buffer, sizeof buffer);
+    text_writer out(buffer, sizeof buffer);
     thread_state const* const me = current_thread_state;
     if (!try_flag(threads_busy)) {
         write_to_stderr(out.put("fibers: a thread is starting or exiting; no dump this time\n"));
@@ -383,15 +309,15 @@ void dump_from_signal(int) {
         oldest = ts;
         ++threads;
     }
-    write_to_stderr(out.put("fibers: dump of ").decimal(threads).put(threads == 1 ? " thread\n" : " threads\n"));
+    write_to_stderr(out.put("fibers: dump of ").put_dec(threads).put(threads == 1 ? " thread\n" : " threads\n"));
     for (thread_state* ts = oldest; ts != nullptr; ts = ts->newer_thread) {
         bool const own = ts == me;
         // On its own thread, the list is being changed exactly when the
         // flag is held: by the code this handler interrupted.
         bool const readable = own ? !ts->live_list_busy.load(std::memory_order_relaxed) : try_flag(ts->live_list_busy);
-        text line(buffer, sizeof buffer);
+        text_writer line(buffer, sizeof buffer);
         if (!readable) {
-            line.put("thread ").decimal(static_cast<std::uint64_t>(ts->os_thread_id));
+            line.put("thread ").put_dec(static_cast<std::uint64_t>(ts->os_thread_id));
             write_to_stderr(line.put(": busy changing its list of fibers; skipped\n"));
             continue;
         }
@@ -401,7 +327,7 @@ void dump_from_signal(int) {
         write_column_heading(line);
         write_to_stderr(line);
         for_each_fiber(*ts, [&](fiber_snapshot const& s) noexcept {
-            text row(buffer, sizeof buffer);
+            text_writer row(buffer, sizeof buffer);
             write_fiber_line(row, s);
             write_to_stderr(row);
         });
@@ -506,15 +432,15 @@ void dump_fibers(std::ostream& out) {
         }
     }
     char buffer[512];
-    text heading(buffer, sizeof buffer);
-    out << heading.put("fibers: dump of ").decimal(threads.size()).put(threads.size() == 1 ? " thread\n" : " threads\n").c_str();
+    text_writer heading(buffer, sizeof buffer);
+    out << heading.put("fibers: dump of ").put_dec(threads.size()).put(threads.size() == 1 ? " thread\n" : " threads\n").c_str();
     for (auto t = threads.rbegin(); t != threads.rend(); ++t) {
-        text lines(buffer, sizeof buffer);
+        text_writer lines(buffer, sizeof buffer);
         write_thread_heading(lines, t->os_thread_id, t->is_caller, t->fibers.size());
         write_column_heading(lines);
         out << lines.c_str();
         for (fiber_snapshot const& s : t->fibers) {
-            text row(buffer, sizeof buffer);
+            text_writer row(buffer, sizeof buffer);
             write_fiber_line(row, s);
             out << row.c_str();
         }

@@ -5,8 +5,9 @@
 #define FIBERS_SRC_FORMAT_HPP
 
 // The library's one formatter for text that must be written where nothing
-// may allocate: fiber names (describe()), which the stack-overflow report
-// writes from a signal handler. No stdio, no locale, no allocation.
+// may allocate: fiber names (describe()) and the stack-overflow report,
+// written from a signal handler, and the fiber dumps, written from one
+// too. No stdio, no locale, no allocation.
 
 #include <cstddef>
 #include <cstdint>
@@ -28,10 +29,14 @@ public:
     // Characters written, the NUL not counted.
     std::size_t size() const noexcept { return size_; }
 
+    char const* c_str() const noexcept { return capacity_ != 0 ? buffer_ : ""; }
+
     text_writer& put(char c) noexcept {
         if (size_ + 1 < capacity_) {
             buffer_[size_++] = c;
             buffer_[size_] = '\0';
+            if (c == '\n')
+                line_start_ = size_;
         }
         return *this;
     }
@@ -68,6 +73,26 @@ public:
             put(digits[--n]);
         return *this;
     }
+    // Seconds with milliseconds ("1.250 s"), from nanoseconds.
+    text_writer& put_seconds(std::int64_t ns) noexcept {
+        if (ns < 0) {
+            put('-');
+            ns = -ns;
+        }
+        auto const ms = static_cast<std::uint64_t>(ns / 1'000'000);
+        put_dec(ms / 1000).put('.');
+        std::uint64_t const fraction = ms % 1000;
+        put(static_cast<char>('0' + fraction / 100)).put(static_cast<char>('0' + fraction / 10 % 10));
+        return put(static_cast<char>('0' + fraction % 10)).put(" s");
+    }
+    // Pads the current line with spaces up to `column`, at least one: the
+    // columns of a table.
+    text_writer& pad_to(std::size_t column) noexcept {
+        do
+            put(' ');
+        while (size_ - line_start_ < column && size_ + 1 < capacity_);
+        return *this;
+    }
     // A name that an application chose, kept on one line and free of the
     // quote it is printed in: control characters, '"' and '\\' become '?';
     // bytes of UTF-8 sequences pass through. At most `max` bytes, or up to
@@ -84,6 +109,7 @@ private:
     char* buffer_;
     std::size_t capacity_;
     std::size_t size_ = 0;
+    std::size_t line_start_ = 0; // where the line being written starts
 };
 
 } // namespace fibers::detail
