@@ -22,6 +22,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if FIBERS_ASAN
@@ -342,14 +344,68 @@ void guard_slot(size_class& c, char* guard_page) noexcept {
         *word |= mask;
 }
 
+#if defined(SYS_process_madvise)
+// Linux's name for the calling process where a pidfd is expected (since
+// 6.14): no descriptor to open, and none that a fork() leaves naming the
+// parent.
+constexpr int pidfd_self_process = -10001;
+
+long advise_ranges(iovec const* ranges, std::size_t n, int advice) noexcept {
+    return ::syscall(SYS_process_madvise, pidfd_self_process, ranges, n, advice, 0u);
+}
+
+// Whether process_madvise(2) gives the calling process's memory back:
+// tried on a page of its own, which must read zero after it, since an
+// emulator may answer success to what it does not pass on.
+bool kernel_discards_in_batches() noexcept {
+    std::size_t const page = page_size();
+    void* const p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    *static_cast<char volatile*>(p) = 1;
+    iovec const range{p, page};
+    bool const discarded = advise_ranges(&range, 1, MADV_DONTNEED) == static_cast<long>(page) &&
+                           *static_cast<char volatile*>(p) == 0;
+    ::munmap(p, page);
+    return discarded;
+}
+#endif
+
+// Gives the memory of `n` stacks of `usable` bytes back to the kernel. In
+// one process_madvise call where the kernel takes it: madvise flushes the
+// TLBs of every CPU once per call, and on a virtual machine that costs
+// more than the rest of a release (4.7 us a stack one by one, 1.2 us in
+// batches of 8, on the 2-core VM the benchmarks run on).
+void discard_memory(char* const* lows, std::size_t n, std::size_t usable) noexcept {
+#if defined(SYS_process_madvise)
+    static bool const batched = kernel_discards_in_batches();
+    if (batched) {
+        constexpr std::size_t batch = 64;
+        for (std::size_t first = 0; first < n; first += batch) {
+            iovec ranges[batch];
+            std::size_t const count = std::min(batch, n - first);
+            for (std::size_t k = 0; k != count; ++k)
+                ranges[k] = {lows[first + k], usable};
+            long const advised = advise_ranges(ranges, count, MADV_DONTNEED);
+            // The ranges go in order: redo those not wholly done.
+            std::size_t const done = advised > 0 ? static_cast<std::size_t>(advised) / usable : 0;
+            for (std::size_t k = done; k < count; ++k)
+                ::madvise(lows[first + k], usable, MADV_DONTNEED);
+        }
+        return;
+    }
+#endif
+    for (std::size_t i = 0; i != n; ++i)
+        ::madvise(lows[i], usable, MADV_DONTNEED);
+}
+
 // Hands memory back to the kernel and the slots to the global list. A guard
 // marker survives MADV_DONTNEED (the kernel keeps it on zapping) and stays
 // with the slot; an mprotect guard is lifted and goes back to the budget,
 // and the slot gets one again when it is reused.
 void release(size_class& c, char* const* lows, std::size_t n) noexcept {
     std::size_t const page = page_size();
-    for (std::size_t i = 0; i != n; ++i)
-        ::madvise(lows[i], c.usable, MADV_DONTNEED);
+    discard_memory(lows, n, c.usable);
     std::lock_guard<std::mutex> lock(c.mutex);
     for (std::size_t i = 0; i != n; ++i) {
         char* const guard_page = lows[i] - page;
