@@ -24,6 +24,7 @@
 #include <fibers/task.hpp>
 
 #include "interleaved.hpp"
+#include "task_loops.hpp"
 
 #include <boost/fiber/all.hpp>
 
@@ -36,19 +37,7 @@ using fibers_perf::clock_type;
 using fibers_perf::nanoseconds_per;
 using namespace std::chrono_literals;
 
-double hub_yield(long yields) {
-    long const each = yields / 2;
-    auto body = [each] {
-        for (long i = 0; i < each; ++i)
-            fibers::sleep(0s);
-    };
-    auto start = clock_type::now();
-    fibers::task a = fibers::spawn(body);
-    fibers::task b = fibers::spawn(body);
-    a.join();
-    b.join();
-    return nanoseconds_per(start, 2 * each);
-}
+double hub_yield(long yields) { return fibers_perf::tasks_taking_turns(yields, fibers_perf::no_surroundings); }
 
 double boost_yield(long yields) {
     long const each = yields / 2;
@@ -90,16 +79,7 @@ double boost_main_yield(long count) {
     return nanoseconds_per(start, 2 * each);
 }
 
-double task_spawn_join(long count) {
-    double ns = 0;
-    fibers::spawn([&] {
-        auto start = clock_type::now();
-        for (long i = 0; i < count; ++i)
-            fibers::spawn([] {}).join();
-        ns = nanoseconds_per(start, count);
-    }).join();
-    return ns;
-}
+double task_spawn_join(long count) { return fibers_perf::spawn_joins_in_a_task(count, fibers_perf::no_surroundings); }
 
 double boost_fiber_create_join(long count) {
     double ns = 0;
@@ -129,8 +109,7 @@ double boost_create_join(long count) {
 } // namespace
 
 int main(int argc, char** argv) {
-    long const scale = argc > 1 ? std::atol(argv[1]) : 1;
-    int const repetitions = argc > 2 ? std::atoi(argv[2]) : 7;
+    auto const [scale, repetitions] = fibers_perf::parse_size_arguments(argc, argv, 1, 7, "SCALE");
 
     fibers_perf::row rows[] = {
         {"task sleep(0s)", &hub_yield, &boost_yield, "boost::this_fiber::yield", 0.6, 400000 * scale},

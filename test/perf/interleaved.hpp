@@ -14,6 +14,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <string>
 
@@ -36,6 +37,35 @@ struct row {
     double best_ours = std::numeric_limits<double>::max();
     double best_anchor = std::numeric_limits<double>::max();
 };
+
+// The command line of perf_hub, perf_sync, perf_scope and perf_switch:
+// `[COUNT_OR_SCALE [REPETITIONS]]`, positive integers; anything else is
+// refused with the usage and exit status 2.
+struct size_arguments {
+    long size;
+    int repetitions;
+};
+
+inline long positive_argument(char const* text) {
+    char* end = nullptr;
+    long const v = std::strtol(text, &end, 10);
+    return end != text && *end == '\0' && v > 0 ? v : 0;
+}
+
+inline size_arguments parse_size_arguments(int argc, char** argv, long default_size, int default_repetitions,
+                                           char const* size_name) {
+    size_arguments a{default_size, default_repetitions};
+    if (argc > 1)
+        a.size = positive_argument(argv[1]);
+    if (argc > 2)
+        a.repetitions = static_cast<int>(std::min<long>(positive_argument(argv[2]), 1000));
+    if (argc > 3 || a.size == 0 || a.repetitions == 0) {
+        std::fprintf(stderr, "usage: %s [%s [REPETITIONS]] (positive integers; defaults %ld and %d)\n", argv[0],
+                     size_name, default_size, default_repetitions);
+        std::exit(2);
+    }
+    return a;
+}
 
 // `program.name` with every run of other characters than letters and
 // digits made one '_': an id for collect.py.

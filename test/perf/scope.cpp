@@ -36,6 +36,7 @@
 #include <fibers/task.hpp>
 
 #include "interleaved.hpp"
+#include "task_loops.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -43,94 +44,39 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 namespace {
 
 using fibers_perf::clock_type;
 using fibers_perf::nanoseconds_per;
+using fibers_perf::no_surroundings;
+using fibers_perf::spawn_joins_in_a_task;
+using fibers_perf::tasks_taking_turns;
 using namespace std::chrono_literals;
 
-FIBERS_NOINLINE double sleeps(long yields) {
-    long const each = yields / 2;
-    auto body = [each] {
-        for (long i = 0; i < each; ++i)
-            fibers::sleep(0s);
-    };
-    auto start = clock_type::now();
-    fibers::task a = fibers::spawn(body);
-    fibers::task b = fibers::spawn(body);
-    a.join();
-    b.join();
-    return nanoseconds_per(start, 2 * each);
-}
+FIBERS_NOINLINE double sleeps(long yields) { return tasks_taking_turns(yields, no_surroundings); }
 
 FIBERS_NOINLINE double sleeps_in_a_scope(long yields) {
-    long const each = yields / 2;
-    auto body = [each] {
-        fibers::cancel_scope scope;
-        for (long i = 0; i < each; ++i)
-            fibers::sleep(0s);
-    };
-    auto start = clock_type::now();
-    fibers::task a = fibers::spawn(body);
-    fibers::task b = fibers::spawn(body);
-    a.join();
-    b.join();
-    return nanoseconds_per(start, 2 * each);
+    return tasks_taking_turns(yields, [] { return fibers::cancel_scope(); });
 }
 
 FIBERS_NOINLINE double sleeps_beside_a_timer(long yields) {
-    long const each = yields / 2;
-    auto body = [each] {
-        boost::asio::steady_timer pending(fibers::get_hub().loop(), std::chrono::hours(24));
-        pending.async_wait([](boost::system::error_code const&) {});
-        for (long i = 0; i < each; ++i)
-            fibers::sleep(0s);
-    };
-    auto start = clock_type::now();
-    fibers::task a = fibers::spawn(body);
-    fibers::task b = fibers::spawn(body);
-    a.join();
-    b.join();
-    return nanoseconds_per(start, 2 * each);
+    return tasks_taking_turns(yields, [] {
+        auto pending = std::make_unique<boost::asio::steady_timer>(fibers::get_hub().loop(), std::chrono::hours(24));
+        pending->async_wait([](boost::system::error_code const&) {});
+        return pending;
+    });
 }
 
 FIBERS_NOINLINE double sleeps_in_a_scope_with_a_deadline(long yields) {
-    long const each = yields / 2;
-    auto body = [each] {
-        fibers::cancel_scope scope(std::chrono::hours(24));
-        for (long i = 0; i < each; ++i)
-            fibers::sleep(0s);
-    };
-    auto start = clock_type::now();
-    fibers::task a = fibers::spawn(body);
-    fibers::task b = fibers::spawn(body);
-    a.join();
-    b.join();
-    return nanoseconds_per(start, 2 * each);
+    return tasks_taking_turns(yields, [] { return fibers::cancel_scope(std::chrono::hours(24)); });
 }
 
-FIBERS_NOINLINE double spawn_join(long count) {
-    double ns = 0;
-    fibers::spawn([&] {
-        auto start = clock_type::now();
-        for (long i = 0; i < count; ++i)
-            fibers::spawn([] {}).join();
-        ns = nanoseconds_per(start, count);
-    }).join();
-    return ns;
-}
+FIBERS_NOINLINE double spawn_join(long count) { return spawn_joins_in_a_task(count, no_surroundings); }
 
 FIBERS_NOINLINE double spawn_join_in_a_scope(long count) {
-    double ns = 0;
-    fibers::spawn([&] {
-        fibers::cancel_scope scope(std::chrono::hours(24));
-        auto start = clock_type::now();
-        for (long i = 0; i < count; ++i)
-            fibers::spawn([] {}).join();
-        ns = nanoseconds_per(start, count);
-    }).join();
-    return ns;
+    return spawn_joins_in_a_task(count, [] { return fibers::cancel_scope(std::chrono::hours(24)); });
 }
 
 FIBERS_NOINLINE double make_scopes(long count) {
@@ -172,8 +118,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "perf_scope: no variant %s\n", argv[2]);
         return 2;
     }
-    long const scale = argc > 1 ? std::atol(argv[1]) : 1;
-    int const repetitions = argc > 2 ? std::atoi(argv[2]) : 7;
+    auto const [scale, repetitions] = fibers_perf::parse_size_arguments(argc, argv, 1, 7, "SCALE");
 
     // The first run of a process pays for what later runs reuse (stacks,
     // the run queue's first growth): here, so that no row pays it.

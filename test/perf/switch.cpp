@@ -32,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include "interleaved.hpp"
+
 namespace {
 
 namespace ctx = boost::context::detail;
@@ -193,8 +195,7 @@ double measure_variant(long round_trips, int repetitions) {
 } // namespace
 
 int main(int argc, char** argv) {
-    long const round_trips = argc > 1 ? std::atol(argv[1]) : 200000;
-    int const repetitions = argc > 2 ? std::atoi(argv[2]) : 5;
+    auto const [round_trips, repetitions] = fibers_perf::parse_size_arguments(argc, argv, 200000, 5, "ROUND_TRIPS");
 
     struct row {
         char const* name;

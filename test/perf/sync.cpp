@@ -404,8 +404,7 @@ double asio_pool_promise(long count) {
 } // namespace
 
 int main(int argc, char** argv) {
-    long const scale = argc > 1 ? std::atol(argv[1]) : 1;
-    int const repetitions = argc > 2 ? std::atoi(argv[2]) : 7;
+    auto const [scale, repetitions] = fibers_perf::parse_size_arguments(argc, argv, 1, 7, "SCALE");
     if (scale < 1 || repetitions < 1) { // a count of 0 would time nothing and print a best of "infinity"
         std::fprintf(stderr, "usage: %s [scale=1] [repetitions=7], both at least 1\n", argv[0]);
         return 2;
