@@ -21,19 +21,26 @@ public:
     }
 };
 
+namespace {
+
+// An operation, once started, may complete before the interruption reaches
+// the fiber's wait, and have it deferred once more: under a load that
+// completes every operation at once, for ever. The entry that carries it
+// was queued before this turn's, so it comes first and throws here, with
+// nothing started. Out of line: an operation's start stays a test.
+FIBERS_NOINLINE void deliver_deferred_interruption(hub& h, fiber_record* self) {
+    self->interruption_deferred = false;
+    give_turn(h);
+}
+
+} // namespace
+
 hub& hub_to_wait_on() {
     hub& h = hub::get();
     hub_access::check_may_wait(h);
-    // An operation, once started, may complete before the interruption
-    // reaches the fiber's wait, and have it deferred once more: under a
-    // load that completes every operation at once, for ever. The entry that
-    // carries it was queued before this turn's, so it comes first and
-    // throws here, with nothing started.
     fiber_record* const self = current_thread_state->current;
-    if (FIBERS_UNLIKELY(self->interruption_deferred)) {
-        self->interruption_deferred = false;
-        give_turn(h);
-    }
+    if (FIBERS_UNLIKELY(self->interruption_deferred))
+        deliver_deferred_interruption(h, self);
     return h;
 }
 
