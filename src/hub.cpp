@@ -82,6 +82,7 @@ namespace {
 resumption take_deferred_interruption(ready_entry& e) {
     auto& entry = static_cast<fiber_record::interruption_entry&>(e);
     // Queued only while its fiber may still wait: taken off when it ends.
+    entry.fiber->interruption_deferred = false;
     return {entry.fiber, nullptr, std::exchange(entry.error, nullptr)};
 }
 

@@ -589,6 +589,38 @@ BOOST_AUTO_TEST_CASE(a_deferred_cancel_comes_before_the_next_operation_starts) {
     });
 }
 
+// Once the deferred cancel was delivered (here by a sleep), the next
+// operation starts at once: no turn is given first to what is queued.
+BOOST_AUTO_TEST_CASE(a_delivered_deferred_cancel_leaves_the_next_operation_alone) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        held_operation op;
+        std::string what;
+        bool bystander_ran = false;
+        bool started_after_the_bystander = true;
+        fibers::task t = fibers::spawn([&] {
+            what = "returned " + std::to_string(async_held(op, fibers::yield));
+            what += ", then the sleep " + what_a_sleep_does(10s);
+            fibers::task bystander = fibers::spawn([&] { bystander_ran = true; });
+            asio::async_initiate<fibers::yield_t const&, void(boost::system::error_code)>(
+                [&](auto handler) {
+                    started_after_the_bystander = bystander_ran;
+                    asio::post(io, [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code()); });
+                },
+                fibers::yield);
+            bystander.join();
+        });
+        while (!op.complete)
+            fibers::sleep(0s);
+        t.cancel();
+        op.complete({}, 42);
+        t.join();
+        BOOST_TEST(what == "returned 42, then the sleep threw cancelled");
+        BOOST_TEST(!started_after_the_bystander);
+        BOOST_TEST(bystander_ran);
+    });
+}
+
 BOOST_AUTO_TEST_CASE(keyboard_interrupt_cancels_and_is_rethrown) {
     on_new_thread([] {
         auto& io = fibers::get_hub().loop();

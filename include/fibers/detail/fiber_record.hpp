@@ -143,9 +143,10 @@ public:
     };
     interruption_entry deferred_interruption;
     // An interruption of this fiber was deferred (by whichever entry carries
-    // it): the fiber's next yield operation lets the hub deliver it before
-    // the operation starts, or an operation that completes at once would
-    // defer it again, and again (see hub_to_wait_on).
+    // it) and has not been delivered since: the fiber's next yield operation
+    // lets the hub deliver it before the operation starts, or an operation
+    // that completes at once would defer it again, and again (see
+    // hub_to_wait_on).
     bool interruption_deferred = false;
 
     // What it waits on while suspended, published by the wait (diagnostics).
