@@ -25,6 +25,7 @@ written, so it works on a core file too.
 """
 
 import gdb
+import gdb.FrameDecorator
 import gdb.unwinder
 
 
@@ -295,6 +296,44 @@ class _FiberUnwinder(gdb.unwinder.Unwinder):
 _unwinder = _FiberUnwinder()
 gdb.unwinder.register_unwinder(None, _unwinder, replace=True)
 
+# Where every fiber's stack begins (src/fiber.cpp): make_fcontext's
+# trampoline calls it, and it never returns.
+FIBER_ENTRY = "fibers::detail::(anonymous namespace)::fiber_entry"
+
+
+class _NamedLikeBacktrace(gdb.FrameDecorator.FrameDecorator):
+    """A frame as `backtrace` names it without filters (gdb's default
+    decorator adds the parameter types of C++ functions)."""
+
+    def function(self):
+        name = self.inferior_frame().name()
+        return name if name is not None else super().function()
+
+
+class _FiberBottom:
+    """A frame filter, enabled only while `fiber bt` runs, that ends the
+    backtrace at the fiber's entry function. Below it lies only Boost's
+    trampoline, which has no unwind information: gdb would go on with a
+    frame of make_fcontext and stop at "previous frame identical to this
+    frame (corrupt stack?)", a zero pc or garbage frames, depending on the
+    architecture and on whether it has the symbols of Boost.Context.
+    `fiber bt ID -no-filters` shows what gdb finds there."""
+
+    def __init__(self):
+        self.name = "fibers"
+        self.priority = 100
+        self.enabled = False
+        gdb.frame_filters[self.name] = self
+
+    def filter(self, frames):
+        for frame in frames:
+            yield _NamedLikeBacktrace(frame)
+            if frame.inferior_frame().name() == FIBER_ENTRY:
+                return
+
+
+_fiber_bottom = _FiberBottom()
+
 
 def _switch_frame():
     architecture = gdb.selected_inferior().architecture().name()
@@ -373,10 +412,12 @@ from the switch it is suspended in."""
                                                                     _pointer(registers[frame.sp])))
         _unwinder.frame = frame
         _unwinder.fiber_registers = registers
+        _fiber_bottom.enabled = True
         gdb.invalidate_cached_frames()
         try:
             gdb.execute("backtrace " + " ".join(words[1:]), from_tty)
         finally:
+            _fiber_bottom.enabled = False
             _unwinder.fiber_registers = None
             _unwinder.frame = None
             gdb.invalidate_cached_frames()
