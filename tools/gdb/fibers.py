@@ -19,9 +19,10 @@ pointer, in one frame per architecture: the callee-saved registers, the
 return address into the fiber's code, and the fiber's stack pointer is the
 context plus the frame's size. SWITCH_FRAMES below lists each. The command
 shows the fiber's frames through an unwinder that, while it runs, makes the
-selected thread's innermost frame return into the fiber: frame #0 is where
-the thread is, frames #1 and up are the fiber's. Nothing in the inferior is
-written, so it works on a core file too.
+selected thread's innermost frame return into the fiber: frames #1 and up
+are the fiber's, from the switch it is suspended in down to its entry
+function, and frame #0, where the thread is, is left out. Nothing in the
+inferior is written, so it works on a core file too.
 """
 
 import gdb
@@ -34,14 +35,18 @@ class SwitchFrame:
 
     saved: (register, offset, bytes) of each register the switch restores
     from the frame when it resumes the fiber; return_address: the offset of
-    the address the fiber resumes at; size: the frame's size, which the
-    switch pops (the fiber's stack pointer is then context + size)."""
+    the address the fiber resumes at; size: what the switch pops when it
+    resumes the fiber (its stack pointer is then context + size), of which
+    callee_pops are its caller's argument (i386's hidden pointer to the
+    transfer_t it returns). gdb unwinds a caller's stack pointer as it was
+    at the call, with the argument still there: context + size - callee_pops."""
 
-    def __init__(self, sp, pc, return_address, size, saved, thumb_bit=False):
+    def __init__(self, sp, pc, return_address, size, saved, callee_pops=0, thumb_bit=False):
         self.sp = sp
         self.pc = pc
         self.return_address = return_address
         self.size = size
+        self.callee_pops = callee_pops
         self.saved = saved
         # ARM: bit 0 of the return address says the caller is Thumb code;
         # gdb wants the bare address in pc and the mode in cpsr's T bit.
@@ -59,7 +64,7 @@ SWITCH_FRAMES = {
     # Boost's jump_i386_sysv_elf_gas: 0x00 MXCSR and x87 control word, 0x08
     # unused, then edi, esi, ebx, ebp, the return address, and the hidden
     # pointer to the transfer_t it returns, which the switch pops too.
-    "i386": SwitchFrame("esp", "eip", 0x1c, 0x24, _words(["edi", "esi", "ebx", "ebp"], 0x0c, 4)),
+    "i386": SwitchFrame("esp", "eip", 0x1c, 0x24, _words(["edi", "esi", "ebx", "ebp"], 0x0c, 4), callee_pops=4),
     # Boost's jump_arm64_aapcs_elf_gas: d8-d15 (the low halves of v8-v15),
     # x19-x28, x29 (fp), x30 (lr), the return address, 8 bytes of padding.
     "aarch64": SwitchFrame("sp", "pc", 0xa0, 0xb0,
@@ -309,15 +314,35 @@ class _NamedLikeBacktrace(gdb.FrameDecorator.FrameDecorator):
         name = self.inferior_frame().name()
         return name if name is not None else super().function()
 
+    def frame_locals(self):
+        """The frame's locals. gdb 13's default goes on past an inlined
+        function's blocks into those of the function it is inlined in."""
+        frame = self.inferior_frame()
+        variables = gdb.FrameDecorator.FrameVars(frame)
+        found = []
+        try:
+            block = frame.block()
+        except RuntimeError:
+            return found
+        while block is not None and not (block.is_global or block.is_static):
+            found.extend(gdb.FrameDecorator.SymValueWrapper(symbol, None) for symbol in block
+                         if not symbol.is_argument and variables.fetch_b(symbol))
+            if block.function is not None:
+                break
+            block = block.superblock
+        return found
 
-class _FiberBottom:
-    """A frame filter, enabled only while `fiber bt` runs, that ends the
-    backtrace at the fiber's entry function. Below it lies only Boost's
-    trampoline, which has no unwind information: gdb would go on with a
-    frame of make_fcontext and stop at "previous frame identical to this
-    frame (corrupt stack?)", a zero pc or garbage frames, depending on the
-    architecture and on whether it has the symbols of Boost.Context.
-    `fiber bt ID -no-filters` shows what gdb finds there."""
+
+class _FiberFrames:
+    """A frame filter, enabled only while `fiber bt` runs, that shows the
+    fiber's frames alone. It leaves out frame #0, where the thread is: the
+    unwinder makes it return into the fiber, so its arguments on the stack
+    would be read from the fiber's frame. And it ends the backtrace at the
+    fiber's entry function: below it lies only Boost's trampoline, which has
+    no unwind information, and gdb would go on with a frame of make_fcontext
+    and stop at "previous frame identical to this frame (corrupt stack?)", a
+    zero pc or garbage frames, depending on the architecture and on whether
+    it has Boost.Context's symbols. `fiber bt ID -no-filters` shows it all."""
 
     def __init__(self):
         self.name = "fibers"
@@ -327,12 +352,14 @@ class _FiberBottom:
 
     def filter(self, frames):
         for frame in frames:
+            if frame.inferior_frame().level() == 0:
+                continue
             yield _NamedLikeBacktrace(frame)
             if frame.inferior_frame().name() == FIBER_ENTRY:
                 return
 
 
-_fiber_bottom = _FiberBottom()
+_fiber_frames = _FiberFrames()
 
 
 def _switch_frame():
@@ -357,7 +384,8 @@ def _register_value(name, raw):
 
 
 def _saved_registers(fiber, frame):
-    """{register: gdb.Value} with which the fiber resumes, its pc and sp included."""
+    """{register: gdb.Value} with which the fiber resumes, its pc included,
+    and its sp as gdb unwinds it (see SwitchFrame)."""
     inferior = gdb.selected_inferior()
     registers = {}
     for name, offset, size in frame.saved:
@@ -372,15 +400,17 @@ def _saved_registers(fiber, frame):
         pc &= ~1
     pointer_size = gdb.lookup_type("void").pointer().sizeof
     registers[frame.pc] = _register_value(frame.pc, pc.to_bytes(pointer_size, "little"))
-    registers[frame.sp] = _register_value(frame.sp, (fiber.context + frame.size).to_bytes(pointer_size, "little"))
+    caller_sp = fiber.context + frame.size - frame.callee_pops
+    registers[frame.sp] = _register_value(frame.sp, caller_sp.to_bytes(pointer_size, "little"))
     return registers
 
 
 class FiberBacktrace(gdb.Command):
     """fiber bt ID [bt options]: the backtrace of the suspended fiber ID (from `info fibers`).
 
-Frame #0 is where the selected thread is; frames #1 and up are the fiber's,
-from the switch it is suspended in."""
+Frames #1 and up are the fiber's, from the switch it is suspended in down
+to its entry function (`-no-filters`: also frame #0, where the selected
+thread is, and what gdb finds below the entry)."""
 
     def __init__(self):
         super().__init__("fiber bt", gdb.COMMAND_STACK)
@@ -412,12 +442,12 @@ from the switch it is suspended in."""
                                                                     _pointer(registers[frame.sp])))
         _unwinder.frame = frame
         _unwinder.fiber_registers = registers
-        _fiber_bottom.enabled = True
+        _fiber_frames.enabled = True
         gdb.invalidate_cached_frames()
         try:
             gdb.execute("backtrace " + " ".join(words[1:]), from_tty)
         finally:
-            _fiber_bottom.enabled = False
+            _fiber_frames.enabled = False
             _unwinder.fiber_registers = None
             _unwinder.frame = None
             gdb.invalidate_cached_frames()
