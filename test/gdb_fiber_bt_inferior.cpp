@@ -10,8 +10,8 @@
 //   the task waiter   in waiter_task_waits(), waiting on an event
 //   the task holder   in holder_task_locks(), waiting on a mutex the root holds
 //
-// Then it lets them all end and exits 0. One thread only: qemu-user's gdb
-// stub follows one thread best, and the backtraces depend on nothing else.
+// Then it lets them all end and exits 0. One thread: what is checked needs
+// no other.
 
 #include <fibers/fiber.hpp>
 #include <fibers/sync.hpp>
