@@ -7,7 +7,8 @@
     (gdb) info fibers          every fiber of every thread of the inferior
     (gdb) fiber bt ID          the backtrace of a suspended fiber (ID from `info fibers`)
 
-Works on a live process (gdb -p PID) and on a core file, with the library's
+Works on a live process (gdb -p PID), on a core file and, with
+gdb-multiarch, on a program under qemu-user's gdb stub, with the library's
 debug information (a RelWithDebInfo or Debug build). It reads the registry
 that src/diagnostics.cpp keeps: fibers::detail::newest_thread, the list of
 every thread's state, and in each the list of its live fibers.
@@ -15,9 +16,9 @@ every thread's state, and in each the list of its live fibers.
 `fiber bt` needs the registers a suspended fiber saved when it switched
 away. The switch (the library's own jump on x86-64 ELF, Boost.Context's
 jump_fcontext elsewhere) leaves them on the fiber's stack, at its context
-pointer, in one frame per architecture: the callee-saved registers, the
-return address into the fiber's code, and the fiber's stack pointer is the
-context plus the frame's size. SWITCH_FRAMES below lists each. The command
+pointer, in one frame per architecture: the callee-saved registers and the
+return address into the fiber's code; the fiber's stack pointer follows
+from the frame's size. SWITCH_FRAMES below lists each. The command
 shows the fiber's frames through an unwinder that, while it runs, makes the
 selected thread's innermost frame return into the fiber: frames #1 and up
 are the fiber's, from the switch it is suspended in down to its entry
