@@ -149,12 +149,14 @@ boost_cross_packages=(
 )
 
 # prepare_cross ARCH: the cross compiler, qemu-user, Boost for ARCH in
-# build/sysroot/ARCH, and binfmt_misc entries for ARCH.
+# build/sysroot/ARCH, and binfmt_misc entries for ARCH. gdb-multiarch is for
+# the test of tools/gdb/fibers.py under qemu-user (test/gdb_fiber_bt.py):
+# Debian's gdb reads x86 programs only.
 prepare_cross() {
     local arch=$1 triplet qemu
     triplet=$(triplet_of "$arch")
     qemu=$(qemu_of "$arch")
-    install_missing_packages "g++-$triplet" qemu-user qemu-user-binfmt
+    install_missing_packages "g++-$triplet" qemu-user qemu-user-binfmt gdb-multiarch
 
     local foreign
     foreign=$(dpkg --print-foreign-architectures)
