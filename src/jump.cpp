@@ -101,8 +101,9 @@ fibers_jump_fcontext:
 // it (the library's fiber_entry ends in thread_state::finish). Should it
 // return, the function in s1, which fn must give back unchanged like every
 // callee-saved register, ends the process with a message (Boost's own
-// make_fcontext calls _exit(0) there, which would hide the bug). fibers_start_context's unwind information says it has no
-// caller, so that backtraces and unwinders stop at the fiber's entry.
+// make_fcontext calls _exit(0) there, which would hide the bug).
+// fibers_start_context's unwind information says it has no caller, so that
+// backtraces and unwinders stop at the fiber's entry.
 
 #if FIBERS_OWN_MAKE
 

@@ -233,9 +233,9 @@ std::size_t resident_pages(char const* p, std::size_t n) {
 }
 
 // ---------------------------------------------------------------------------
-// Running code on a stack with the library's raw switch (make_context and
-// jump_to: Boost.Context's make_fcontext and jump_fcontext where the
-// library has no switch of its own).
+// Running code on a stack with the library's raw switch, detail::make_context
+// and detail::jump_to (Boost.Context's make_fcontext and jump_fcontext,
+// except where the library has its own).
 
 struct trampoline {
     void (*fn)(void*);
