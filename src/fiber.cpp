@@ -374,7 +374,7 @@ void thread_state::start(fiber_record* target) {
     void* bottom = static_cast<char*>(target->stack.sp) - target->stack.size;
     if (FIBERS_UNLIKELY(fill_new_stacks.load(std::memory_order_relaxed)))
         fill_stack(*target);
-    target->context = ctx::make_fcontext(target->stack.sp, target->stack.size, &fiber_entry);
+    target->context = make_context(target->stack.sp, target->stack.size, &fiber_entry);
     target->asan_stack_bottom = bottom;
     target->asan_stack_size = target->stack.size;
 #if FIBERS_VALGRIND

@@ -199,9 +199,18 @@ def check_backtrace(name, fid, backtrace):
     for bad in ("Backtrace stopped", "Python Exception", "Error", "??"):
         check(bad not in backtrace, where + " has no " + bad, backtrace)
     if name == "plain":
-        depths = re.findall(r"plain_fiber_descends \(depth=(?:depth@entry=)?(\d+)", backtrace)
-        check(depths == ["0", "1", "2", "3"], where + " shows the recursion's four levels and their arguments",
-              backtrace)
+        depths = re.findall(r"plain_fiber_descends \(depth=(?:depth@entry=)?(\d+|<optimized out>)", backtrace)
+        if gdb.selected_inferior().architecture().name().startswith("mips"):
+            # GCC 12 describes depth by its value at entry alone
+            # (DW_OP_entry_value), which gdb recovers from the caller's call
+            # site. On MIPS it records each call site's return address as
+            # the call's delay slot, 4 bytes short of where the callee
+            # returns, so gdb finds no call site and cannot show depth. The
+            # registers the fiber resumes with are checked below all the same.
+            check(len(depths) == 4, where + " shows the recursion's four levels", backtrace)
+        else:
+            check(depths == ["0", "1", "2", "3"], where + " shows the recursion's four levels and their arguments",
+                  backtrace)
 
 
 class ResumeCheck(gdb.Breakpoint):

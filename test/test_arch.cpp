@@ -36,11 +36,13 @@
 
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <any>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -157,15 +159,180 @@ BOOST_AUTO_TEST_CASE(stack_is_aligned_for_the_abi) {
     BOOST_TEST(std::any_cast<bool>(f.switch_to()));
 }
 
-BOOST_AUTO_TEST_CASE(own_jump_only_on_x86_64) {
-    // The library's own jump is x86-64 ELF code; everywhere else the
-    // switch is Boost.Context's jump_fcontext.
+BOOST_AUTO_TEST_CASE(own_switch_where_intended) {
+    // The library's own jump is x86-64 ELF and MIPS64 n64 code, and on
+    // MIPS64 it also makes the contexts; everywhere else the switch is
+    // Boost.Context's make_fcontext and jump_fcontext.
 #if defined(__x86_64__) && defined(__ELF__) && !defined(FIBERS_SAVE_FP_CONTROL)
     BOOST_TEST(FIBERS_OWN_JUMP == 1);
+    BOOST_TEST(FIBERS_OWN_MAKE == 0);
+#elif defined(__mips64) && _MIPS_SIM == _ABI64
+    BOOST_TEST(FIBERS_OWN_JUMP == 1);
+    BOOST_TEST(FIBERS_OWN_MAKE == 1);
 #else
     BOOST_TEST(FIBERS_OWN_JUMP == 0);
+    BOOST_TEST(FIBERS_OWN_MAKE == 0);
 #endif
 }
+
+#if defined(__mips64) && _MIPS_SIM == _ABI64 && defined(__mips_hard_float)
+// registers_through_call(fn, arg, in, out): loads s0-s8 from in[0..8] and
+// f24-f31 from in[9..16], calls fn(arg), and stores what those registers
+// hold when fn returns into out[0..16]. Around that it keeps the ABI itself:
+// the caller's s0-s8, gp, ra and f24-f31 are saved in its frame and
+// restored. Which registers hold the values is certain only in assembly:
+// the compiler may keep a C++ variable in any of them, or in none.
+extern "C" void fibers_test_registers_through_call(void (*fn)(void*), void* arg, std::uint64_t const* in,
+                                                   std::uint64_t* out);
+__asm__(R"(
+    .text
+    .set    push
+    .set    noreorder
+    .set    nomacro
+    .globl  fibers_test_registers_through_call
+    .type   fibers_test_registers_through_call, @function
+    .align  3
+fibers_test_registers_through_call:
+    daddiu  $sp, $sp, -176
+    sd      $s0,   0($sp)
+    sd      $s1,   8($sp)
+    sd      $s2,  16($sp)
+    sd      $s3,  24($sp)
+    sd      $s4,  32($sp)
+    sd      $s5,  40($sp)
+    sd      $s6,  48($sp)
+    sd      $s7,  56($sp)
+    sd      $s8,  64($sp)
+    sd      $gp,  72($sp)
+    sd      $ra,  80($sp)
+    sd      $a3,  88($sp)
+    sdc1    $f24,  96($sp)
+    sdc1    $f25, 104($sp)
+    sdc1    $f26, 112($sp)
+    sdc1    $f27, 120($sp)
+    sdc1    $f28, 128($sp)
+    sdc1    $f29, 136($sp)
+    sdc1    $f30, 144($sp)
+    sdc1    $f31, 152($sp)
+    ld      $s0,   0($a2)
+    ld      $s1,   8($a2)
+    ld      $s2,  16($a2)
+    ld      $s3,  24($a2)
+    ld      $s4,  32($a2)
+    ld      $s5,  40($a2)
+    ld      $s6,  48($a2)
+    ld      $s7,  56($a2)
+    ld      $s8,  64($a2)
+    ldc1    $f24,  72($a2)
+    ldc1    $f25,  80($a2)
+    ldc1    $f26,  88($a2)
+    ldc1    $f27,  96($a2)
+    ldc1    $f28, 104($a2)
+    ldc1    $f29, 112($a2)
+    ldc1    $f30, 120($a2)
+    ldc1    $f31, 128($a2)
+    move    $t9, $a0
+    jalr    $t9
+    move    $a0, $a1
+    ld      $t0,  88($sp)
+    sd      $s0,   0($t0)
+    sd      $s1,   8($t0)
+    sd      $s2,  16($t0)
+    sd      $s3,  24($t0)
+    sd      $s4,  32($t0)
+    sd      $s5,  40($t0)
+    sd      $s6,  48($t0)
+    sd      $s7,  56($t0)
+    sd      $s8,  64($t0)
+    sdc1    $f24,  72($t0)
+    sdc1    $f25,  80($t0)
+    sdc1    $f26,  88($t0)
+    sdc1    $f27,  96($t0)
+    sdc1    $f28, 104($t0)
+    sdc1    $f29, 112($t0)
+    sdc1    $f30, 120($t0)
+    sdc1    $f31, 128($t0)
+    ld      $s0,   0($sp)
+    ld      $s1,   8($sp)
+    ld      $s2,  16($sp)
+    ld      $s3,  24($sp)
+    ld      $s4,  32($sp)
+    ld      $s5,  40($sp)
+    ld      $s6,  48($sp)
+    ld      $s7,  56($sp)
+    ld      $s8,  64($sp)
+    ld      $gp,  72($sp)
+    ld      $ra,  80($sp)
+    ldc1    $f24,  96($sp)
+    ldc1    $f25, 104($sp)
+    ldc1    $f26, 112($sp)
+    ldc1    $f27, 120($sp)
+    ldc1    $f28, 128($sp)
+    ldc1    $f29, 136($sp)
+    ldc1    $f30, 144($sp)
+    ldc1    $f31, 152($sp)
+    jr      $ra
+    daddiu  $sp, $sp, 176
+    .size   fibers_test_registers_through_call, .-fibers_test_registers_through_call
+    .set    pop
+)");
+
+constexpr char const* callee_saved_names[17] = {"s0",  "s1",  "s2",  "s3",  "s4",  "s5",  "s6",  "s7",  "s8",
+                                                "f24", "f25", "f26", "f27", "f28", "f29", "f30", "f31"};
+
+BOOST_AUTO_TEST_CASE(callee_saved_registers_survive_switches) {
+    // Each side puts values of its own in every callee-saved register of
+    // the n64 ABI (s0-s8 and, with hard float, f24-f31), switches to the
+    // other, which puts in its own, and finds its values again when it is
+    // resumed. The floating-point values are distinct doubles, not raw
+    // patterns that might be signalling NaNs.
+    struct side {
+        std::uint64_t in[17];
+        std::uint64_t out[17];
+    };
+    auto fill = [](side& s, std::uint64_t base, double fbase) {
+        for (int i = 0; i != 9; ++i)
+            s.in[i] = base + 0x0101010101010101ULL * static_cast<std::uint64_t>(i + 1);
+        for (int i = 9; i != 17; ++i) {
+            double const d = fbase + i;
+            std::memcpy(&s.in[i], &d, sizeof d);
+        }
+        std::fill(std::begin(s.out), std::end(s.out), 0);
+    };
+    side root_side, fiber_side;
+    fill(root_side, 0x1000000000000000ULL, 1.5);
+    fill(fiber_side, 0x2000000000000000ULL, -1024.25);
+
+    auto switch_to = [](void* target) { static_cast<fiber*>(target)->switch_to(); };
+    fiber root = fiber::current();
+    fiber f([&] { fibers_test_registers_through_call(switch_to, &root, fiber_side.in, fiber_side.out); });
+    fibers_test_registers_through_call(switch_to, &f, root_side.in, root_side.out);
+    f.switch_to(); // the fiber's call returns, and the fiber ends
+    BOOST_TEST(!f.is_alive());
+    for (int i = 0; i != 17; ++i) {
+        BOOST_TEST(root_side.out[i] == root_side.in[i], "root's " << callee_saved_names[i]);
+        BOOST_TEST(fiber_side.out[i] == fiber_side.in[i], "the fiber's " << callee_saved_names[i]);
+    }
+}
+#endif
+
+#if FIBERS_OWN_MAKE
+BOOST_AUTO_TEST_CASE(a_context_function_that_returns_ends_the_process) {
+    // A context function must leave with a jump; the library's own
+    // make_context ends the process with a message if it returns instead.
+    auto const r = fibers_test::run_in_child([] {
+        fibers::arena_stack salloc(64 * 1024);
+        ctx::stack_context stack = salloc.allocate();
+        auto const c = fibers::detail::make_context(stack.sp, stack.size, [](ctx::detail::transfer_t) {});
+        fibers::detail::jump_to(c, nullptr);
+        std::fputs("the jump came back\n", stderr);
+    });
+    BOOST_TEST_INFO("child stderr:\n" << r.stderr_text);
+    BOOST_TEST(r.died_abnormally());
+    BOOST_TEST(r.stderr_text.find("fibers: fatal: a context function returned") != std::string::npos);
+    BOOST_TEST(r.stderr_text.find("came back") == std::string::npos);
+}
+#endif
 
 BOOST_AUTO_TEST_SUITE_END()
 

@@ -5,10 +5,10 @@
 #define BOOST_TEST_MODULE stack
 #include <boost/test/unit_test.hpp>
 
+#include <fibers/detail/jump.hpp>
 #include <fibers/stack.hpp>
 #include "stack_overflow.hpp" // src/: the library's own, tested here
 
-#include <boost/context/detail/fcontext.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>
 
 #include <algorithm>
@@ -233,7 +233,9 @@ std::size_t resident_pages(char const* p, std::size_t n) {
 }
 
 // ---------------------------------------------------------------------------
-// Running code on a stack with the raw Boost.Context API.
+// Running code on a stack with the library's raw switch, detail::make_context
+// and detail::jump_to (Boost.Context's make_fcontext and jump_fcontext,
+// except where the library has its own).
 
 struct trampoline {
     void (*fn)(void*);
@@ -253,7 +255,7 @@ void trampoline_entry(ctx::detail::transfer_t t) {
 #if FIBERS_ASAN
     __sanitizer_start_switch_fiber(nullptr, tr->caller_bottom, tr->caller_size);
 #endif
-    ctx::detail::jump_fcontext(t.fctx, nullptr);
+    fibers::detail::jump_to(t.fctx, nullptr);
 }
 
 // Runs f to completion on the stack; f must not throw.
@@ -262,12 +264,12 @@ void run_on_stack(ctx::stack_context const& s, F f) {
     trampoline tr{};
     tr.fn = [](void* p) { (*static_cast<F*>(p))(); };
     tr.arg = &f;
-    ctx::detail::fcontext_t const c = ctx::detail::make_fcontext(s.sp, s.size, &trampoline_entry);
+    ctx::detail::fcontext_t const c = fibers::detail::make_context(s.sp, s.size, &trampoline_entry);
 #if FIBERS_ASAN
     void* fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, low_of(s), s.size);
 #endif
-    ctx::detail::jump_fcontext(c, &tr);
+    fibers::detail::jump_to(c, &tr);
 #if FIBERS_ASAN
     __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif

@@ -14,8 +14,8 @@ that src/diagnostics.cpp keeps: fibers::detail::newest_thread, the list of
 every thread's state, and in each the list of its live fibers.
 
 `fiber bt` needs the registers a suspended fiber saved when it switched
-away. The switch (the library's own jump on x86-64 ELF, Boost.Context's
-jump_fcontext elsewhere) leaves them on the fiber's stack, at its context
+away. The switch (the library's own jump on x86-64 ELF and MIPS64,
+Boost.Context's jump_fcontext elsewhere) leaves them on the fiber's stack, at its context
 pointer, in one frame per architecture: the callee-saved registers and the
 return address into the fiber's code; the fiber's stack pointer follows
 from the frame's size. SWITCH_FRAMES below lists each. The command
@@ -76,11 +76,11 @@ SWITCH_FRAMES = {
     "arm": SwitchFrame("sp", "pc", 0x68, 0x6c,
                        _words(["d%d" % n for n in range(8, 16)], 0x00, 8)
                        + _words(["r%d" % n for n in range(4, 12)] + ["lr"], 0x44, 4), thumb_bit=True),
-    # Boost's jump_mips64_n64_elf_gas: f24-f31, s0-s7, s8 (fp), a slot for gp
-    # that the switch leaves alone, ra, the return address.
-    "mips64": SwitchFrame("sp", "pc", 152, 160,
-                          _words(["f%d" % n for n in range(24, 32)], 0, 8)
-                          + _words(["s%d" % n for n in range(0, 9)], 64, 8) + [("ra", 144, 8)]),
+    # The library's own jump on MIPS64 n64 (src/jump.cpp): s0-s7, s8 (fp), gp,
+    # ra, which is also the return address, 8 unused bytes, f24-f31.
+    "mips64": SwitchFrame("sp", "pc", 80, 160,
+                          _words(["s%d" % n for n in range(0, 9)] + ["gp", "ra"], 0, 8)
+                          + _words(["f%d" % n for n in range(24, 32)], 96, 8)),
 }
 
 
@@ -302,8 +302,9 @@ class _FiberUnwinder(gdb.unwinder.Unwinder):
 _unwinder = _FiberUnwinder()
 gdb.unwinder.register_unwinder(None, _unwinder, replace=True)
 
-# Where every fiber's stack begins (src/fiber.cpp): make_fcontext's
-# trampoline calls it, and it never returns.
+# Where every fiber's stack begins (src/fiber.cpp): the trampoline of
+# make_fcontext (of fibers_make_fcontext on MIPS64) calls it, and it never
+# returns.
 FIBER_ENTRY = "fibers::detail::(anonymous namespace)::fiber_entry"
 
 
@@ -339,11 +340,13 @@ class _FiberFrames:
     fiber's frames alone. It leaves out frame #0, where the thread is: the
     unwinder makes it return into the fiber, so its arguments on the stack
     would be read from the fiber's frame. And it ends the backtrace at the
-    fiber's entry function: below it lies only Boost's trampoline, which has
-    no unwind information, and gdb would go on with a frame of make_fcontext
-    and stop at "previous frame identical to this frame (corrupt stack?)", a
-    zero pc or garbage frames, depending on the architecture and on whether
-    it has Boost.Context's symbols. `fiber bt ID -no-filters` shows it all."""
+    fiber's entry function: below it lies only the trampoline that called
+    it. Boost's has no unwind information, and gdb would go on with a frame
+    of make_fcontext and stop at "previous frame identical to this frame
+    (corrupt stack?)", a zero pc or garbage frames, depending on the
+    architecture and on whether it has Boost.Context's symbols (the
+    library's own on MIPS64, fibers_start_context, says it has no caller).
+    `fiber bt ID -no-filters` shows it all."""
 
     def __init__(self):
         self.name = "fibers"
