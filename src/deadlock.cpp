@@ -89,10 +89,14 @@ release who_ends_wait_of(thread_state const& ts, fiber_record const& r) noexcept
     if (std::strcmp(what, "join") == 0)
         return is_live_fiber(ts, object) ? release::only_by_this_hub : release::maybe_elsewhere;
     if (std::strcmp(what, "mutex") == 0) {
-        // Only its holder releases a mutex.
+        // Only its holder releases a mutex. A waiter that is its holder has
+        // been handed the lock by a release on another thread, and the wake
+        // that release posts has not come yet.
         holder_reader holder = p.holder.load(std::memory_order_relaxed);
         void const* by = holder != nullptr ? holder(object) : nullptr;
-        return by != nullptr && is_live_fiber(ts, by) ? release::only_by_this_hub : release::maybe_elsewhere;
+        if (by == nullptr || by == &r || !is_live_fiber(ts, by))
+            return release::maybe_elsewhere;
+        return release::only_by_this_hub;
     }
     for (char const* local : {"event", "condition", "queue get", "queue put", "queue join"})
         if (std::strcmp(what, local) == 0)
