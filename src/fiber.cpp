@@ -129,6 +129,39 @@ inline thread_state& state() {
     return make_thread_state();
 }
 
+#if FIBERS_TSAN
+// The thread's signal mask while a switch holds the asynchronous signals.
+thread_local sigset_t mask_before_the_switch;
+
+// Every signal but those a fault raises: a fault in the switch must still
+// reach its handler (the stack overflow report).
+sigset_t const& signals_held_across_a_switch() noexcept {
+    static sigset_t const held = [] {
+        sigset_t s;
+        sigfillset(&s);
+        for (int fault : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS})
+            sigdelset(&s, fault);
+        return s;
+    }();
+    return held;
+}
+
+// TSan makes a fiber's state current while it creates or destroys it: a
+// signal that came then would be held in that state, and lost with it.
+class signals_held_by_tsan_bookkeeping {
+public:
+    signals_held_by_tsan_bookkeeping() noexcept {
+        pthread_sigmask(SIG_BLOCK, &signals_held_across_a_switch(), &mask_);
+    }
+    ~signals_held_by_tsan_bookkeeping() { pthread_sigmask(SIG_SETMASK, &mask_, nullptr); }
+    signals_held_by_tsan_bookkeeping(signals_held_by_tsan_bookkeeping const&) = delete;
+    signals_held_by_tsan_bookkeeping& operator=(signals_held_by_tsan_bookkeeping const&) = delete;
+
+private:
+    sigset_t mask_;
+};
+#endif
+
 // Everything a switch needs besides the jump itself.
 FIBERS_JUMP_ATTRIBUTES ctx::transfer_t jump(fiber_record* from, fiber_record* to, bool from_ends) noexcept {
 #if FIBERS_ASAN
@@ -142,16 +175,20 @@ FIBERS_JUMP_ATTRIBUTES ctx::transfer_t jump(fiber_record* from, fiber_record* to
     // next intercepted call, in the state of the fiber that was running: a
     // fiber that switched away before making one would keep it until it ran
     // again, maybe never (a SIGTERM for a root fiber waiting on a
-    // signal_set, lost in a connection's task). An intercepted call that
-    // changes nothing runs those handlers now, on the fiber being left.
-    sigset_t unchanged;
-    pthread_sigmask(SIG_SETMASK, nullptr, &unchanged);
+    // signal_set, lost in a connection's task). Blocking the asynchronous
+    // signals is such a call: TSan runs the handlers it holds for the fiber
+    // being left, and the kernel holds any signal that comes later until
+    // landed() unblocks it on the fiber arriving.
+    pthread_sigmask(SIG_BLOCK, &signals_held_across_a_switch(), &mask_before_the_switch);
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
     return jump_to(to->context, from);
 }
 
 inline void landed(fiber_record* self, fiber_record* from) noexcept {
+#if FIBERS_TSAN
+    pthread_sigmask(SIG_SETMASK, &mask_before_the_switch, nullptr);
+#endif
 #if FIBERS_ASAN
     void const* bottom = nullptr;
     std::size_t size = 0;
@@ -381,7 +418,10 @@ void thread_state::start(fiber_record* target) {
     target->valgrind_stack_id = VALGRIND_STACK_REGISTER(bottom, target->stack.sp);
 #endif
 #if FIBERS_TSAN
-    target->tsan_fiber = __tsan_create_fiber(0);
+    {
+        signals_held_by_tsan_bookkeeping held;
+        target->tsan_fiber = __tsan_create_fiber(0);
+    }
 #endif
     add_reference(target);
     target->status.store(fiber_status::started, std::memory_order_relaxed);
@@ -391,7 +431,10 @@ void thread_state::start(fiber_record* target) {
 
 void thread_state::retire(fiber_record* ended) noexcept {
 #if FIBERS_TSAN
-    __tsan_destroy_fiber(ended->tsan_fiber);
+    {
+        signals_held_by_tsan_bookkeeping held;
+        __tsan_destroy_fiber(ended->tsan_fiber);
+    }
     ended->tsan_fiber = nullptr;
 #endif
 #if FIBERS_VALGRIND
