@@ -21,6 +21,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <alloca.h>
@@ -276,17 +277,29 @@ BOOST_AUTO_TEST_CASE(sleep_zero_lets_queued_work_run_first) {
     });
 }
 
+// In the order of their deadlines, which each sleeper notes as it starts:
+// on a loaded machine a later start can put a shorter sleep's deadline
+// after a longer one's.
 BOOST_AUTO_TEST_CASE(sleepers_wake_in_deadline_order) {
     on_new_thread([] {
+        using clock = std::chrono::steady_clock;
+        std::vector<std::pair<clock::time_point, int>> deadlines;
         std::vector<int> woke;
         std::vector<fibers::task> tasks;
         for (int ms : {30, 10, 20, 40, 5})
-            tasks.push_back(fibers::spawn([&woke, ms] {
+            tasks.push_back(fibers::spawn([&, ms] {
+                deadlines.emplace_back(clock::now() + std::chrono::milliseconds(ms), ms);
                 fibers::sleep(std::chrono::milliseconds(ms));
                 woke.push_back(ms);
             }));
         for (auto& t : tasks)
             t.join();
+        std::sort(deadlines.begin(), deadlines.end());
+        std::vector<int> by_deadline;
+        for (auto const& d : deadlines)
+            by_deadline.push_back(d.second);
+        BOOST_TEST(woke == by_deadline);
+        std::sort(woke.begin(), woke.end());
         BOOST_TEST(woke == (std::vector<int>{5, 10, 20, 30, 40}));
     });
 }
