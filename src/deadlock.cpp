@@ -106,15 +106,15 @@ release who_ends_wait_of(thread_state const& ts, fiber_record const& r) noexcept
 
 // Resumes the root fiber with the error.
 struct deadlock_entry final : ready_entry {
-    fiber_record* root;
     std::exception_ptr error;
-    deadlock_entry(fiber_record* r, std::exception_ptr e) : root(r), error(std::move(e)) {
+    deadlock_entry(fiber_record* root, std::exception_ptr e) : error(std::move(e)) {
+        resumes = root;
         take = &deliver;
         discard = &drop;
     }
     static resumption deliver(ready_entry& e) {
         std::unique_ptr<deadlock_entry> self(static_cast<deadlock_entry*>(&e));
-        return {self->root, nullptr, std::move(self->error)};
+        return {self->resumes, nullptr, std::move(self->error)};
     }
     static void drop(ready_entry& e) noexcept { delete static_cast<deadlock_entry*>(&e); }
 };

@@ -4,6 +4,7 @@
 #include "diagnostics_internals.hpp"
 #include "fiber_internals.hpp"
 #include "format.hpp"
+#include "hub_internals.hpp"
 
 #include <fibers/diagnostics.hpp>
 
@@ -11,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -154,8 +156,21 @@ void write_waiting_on(thread_state const& ts, fiber_record const& r, std::int64_
     }
 }
 
-void take_snapshot(thread_state const& ts, fiber_record const& r, fiber_record const* running, std::int64_t now,
-                   fiber_snapshot& s) noexcept {
+// The fibers that entries queued on a hub are to resume, sorted; known on
+// the hub's own thread only, outside a signal handler.
+using ready_fibers = std::vector<fiber_record const*>;
+
+ready_fibers ready_fibers_of_this_thread() {
+    ready_fibers ready;
+    if (thread_hub != nullptr && hub_access::is_open(*thread_hub)) {
+        hub_access::add_ready_fibers(*thread_hub, ready);
+        std::sort(ready.begin(), ready.end());
+    }
+    return ready;
+}
+
+void take_snapshot(thread_state const& ts, fiber_record const& r, fiber_record const* running,
+                   ready_fibers const* ready, std::int64_t now, fiber_snapshot& s) noexcept {
     s.id = reinterpret_cast<std::uintptr_t>(&r);
     s.parent_id = reinterpret_cast<std::uintptr_t>(read_racy(r.parent));
     write_name(r, s.name, sizeof s.name);
@@ -165,7 +180,12 @@ void take_snapshot(thread_state const& ts, fiber_record const& r, fiber_record c
         s.state = fiber_state::not_started;
         break;
     case fiber_status::started:
-        s.state = &r == running ? fiber_state::running : fiber_state::suspended;
+        if (&r == running)
+            s.state = fiber_state::running;
+        else if (ready != nullptr && std::binary_search(ready->begin(), ready->end(), &r))
+            s.state = fiber_state::ready;
+        else
+            s.state = fiber_state::suspended;
         break;
     case fiber_status::ended:
         s.state = fiber_state::ended;
@@ -179,19 +199,20 @@ void take_snapshot(thread_state const& ts, fiber_record const& r, fiber_record c
 }
 
 // Calls `each(snapshot)` for the fibers of `ts`: its root, then the others
-// oldest first. The caller is the thread itself or holds its flag.
+// oldest first. The caller is the thread itself or holds its flag. Without
+// `ready`, a fiber due to be resumed shows as suspended.
 template <class Each>
-void for_each_fiber(thread_state const& ts, Each&& each) noexcept {
+void for_each_fiber(thread_state const& ts, ready_fibers const* ready, Each&& each) noexcept {
     std::int64_t const now = steady_now_ns();
     fiber_record const* running = read_racy(ts.current);
     fiber_snapshot s;
-    take_snapshot(ts, *ts.root, running, now, s);
+    take_snapshot(ts, *ts.root, running, ready, now, s);
     each(s);
     fiber_record const* oldest = ts.newest_live;
     while (oldest != nullptr && oldest->older_live != nullptr)
         oldest = oldest->older_live;
     for (fiber_record const* r = oldest; r != nullptr; r = r->newer_live) {
-        take_snapshot(ts, *r, running, now, s);
+        take_snapshot(ts, *r, running, ready, now, s);
         each(s);
     }
 }
@@ -322,11 +343,11 @@ void dump_from_signal(int) {
             continue;
         }
         std::size_t count = 0;
-        for_each_fiber(*ts, [&](fiber_snapshot const&) noexcept { ++count; });
+        for_each_fiber(*ts, nullptr, [&](fiber_snapshot const&) noexcept { ++count; });
         write_thread_heading(line, ts->os_thread_id, own, count);
         write_column_heading(line);
         write_to_stderr(line);
-        for_each_fiber(*ts, [&](fiber_snapshot const& s) noexcept {
+        for_each_fiber(*ts, nullptr, [&](fiber_snapshot const& s) noexcept {
             text_writer row(buffer, sizeof buffer);
             write_fiber_line(row, s);
             write_to_stderr(row);
@@ -367,7 +388,7 @@ __attribute__((no_sanitize("address"))) void fill_stack(fiber_record& record) no
 
 std::string describe_waits(thread_state const& ts) {
     std::string out;
-    for_each_fiber(ts, [&](fiber_snapshot const& s) {
+    for_each_fiber(ts, nullptr, [&](fiber_snapshot const& s) {
         if (std::strcmp(s.kind, "hub") == 0)
             return; // it runs the check
         out += "  ";
@@ -409,7 +430,8 @@ namespace fibers {
 std::vector<fiber_info> list_fibers() {
     detail::thread_state& ts = detail::this_thread_state();
     std::vector<fiber_info> fibers;
-    detail::for_each_fiber(ts, [&](detail::fiber_snapshot const& s) { fibers.push_back(detail::to_info(s)); });
+    detail::ready_fibers const ready = detail::ready_fibers_of_this_thread();
+    detail::for_each_fiber(ts, &ready, [&](detail::fiber_snapshot const& s) { fibers.push_back(detail::to_info(s)); });
     return fibers;
 }
 
@@ -417,6 +439,7 @@ void dump_fibers(std::ostream& out) {
     using namespace detail;
     thread_state const* const me = current_thread_state;
     std::vector<thread_snapshot> threads;
+    ready_fibers const ready = ready_fibers_of_this_thread();
     {
         // Copied first, printed after: the stream may block, and the
         // threads must not wait for it.
@@ -428,7 +451,7 @@ void dump_fibers(std::ostream& out) {
             std::optional<flag_guard> list;
             if (!t.is_caller)
                 list.emplace(ts->live_list_busy);
-            for_each_fiber(*ts, [&](fiber_snapshot const& s) { t.fibers.push_back(s); });
+            for_each_fiber(*ts, t.is_caller ? &ready : nullptr, [&](fiber_snapshot const& s) { t.fibers.push_back(s); });
         }
     }
     char buffer[512];

@@ -47,14 +47,14 @@ public:
 
 // Resumes the root fiber with keyboard_interrupt.
 struct interrupt_entry final : ready_entry {
-    fiber_record* root;
-    explicit interrupt_entry(fiber_record* r) : root(r) {
+    explicit interrupt_entry(fiber_record* root) {
+        resumes = root;
         take = &deliver;
         discard = &drop;
     }
     static resumption deliver(ready_entry& e) {
         std::unique_ptr<interrupt_entry> self(static_cast<interrupt_entry*>(&e));
-        return {self->root, nullptr, std::make_exception_ptr(keyboard_interrupt())};
+        return {self->resumes, nullptr, std::make_exception_ptr(keyboard_interrupt())};
     }
     static void drop(ready_entry& e) noexcept { delete static_cast<interrupt_entry*>(&e); }
 };
@@ -82,8 +82,8 @@ namespace {
 resumption take_deferred_interruption(ready_entry& e) {
     auto& entry = static_cast<fiber_record::interruption_entry&>(e);
     // Queued only while its fiber may still wait: taken off when it ends.
-    entry.fiber->interruption_deferred = false;
-    return {entry.fiber, nullptr, std::exchange(entry.error, nullptr)};
+    entry.resumes->interruption_deferred = false;
+    return {entry.resumes, nullptr, std::exchange(entry.error, nullptr)};
 }
 
 void drop_deferred_interruption(ready_entry& e) noexcept {
@@ -117,13 +117,25 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
     fiber_record::interruption_entry& entry = self->deferred_interruption;
     if (entry.queued())
         return false;
-    entry.fiber = self;
+    entry.resumes = self;
     entry.take = &take_deferred_interruption;
     entry.discard = &drop_deferred_interruption;
     entry.error = e;
     hub_access::push(h, entry);
     self->interruption_deferred = true;
     return true;
+}
+
+void hub_access::add_ready_fibers(hub& h, std::vector<fiber_record const*>& out) {
+    auto const add = [&](ready_entry const& e) {
+        if (e.resumes != nullptr)
+            out.push_back(e.resumes);
+    };
+    h.ready_.for_each(add);
+    hub_mailbox& m = mailbox(h);
+    std::lock_guard<std::mutex> lock(m.mutex);
+    for (ready_entry const* e : m.entries)
+        add(*e);
 }
 
 bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {

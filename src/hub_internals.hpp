@@ -92,6 +92,9 @@ struct hub_access {
     // not yet run, wherever it waits: the run queue or the mailbox. Whether
     // it was there.
     static bool retract(hub& h, ready_entry& e) noexcept;
+    // On the hub's thread: adds the fibers that what is queued on `h` (its
+    // run queue and its mailbox) is to resume.
+    static void add_ready_fibers(hub& h, std::vector<fiber_record const*>& out);
     static std::uint64_t next_task_number(hub& h) noexcept { return ++h.tasks_made_; }
     // Takes ownership of `f` and makes it a child of the hub's fiber that
     // the hub schedules. On error deletes it and throws: fibers::error for

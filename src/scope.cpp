@@ -42,6 +42,7 @@ public:
         : hub_(&h), mailbox_(&hub_access::mailbox(h)), fiber_(covered) {
         mailbox_->add_reference();
         entry_.state = this;
+        entry_.resumes = covered;
         entry_.take = &take_entry;
         entry_.discard = &discard_entry;
     }

@@ -12,6 +12,7 @@ switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> tim
     : origin_(fiber::current()), hub_(&get_hub()), mailbox_(&hub_access::mailbox(*hub_)) {
     mailbox_->add_reference();
     entry_.state = this;
+    entry_.resumes = fiber_access::record(origin_);
     entry_.take = &take_entry;
     entry_.discard = &discard_entry;
     if (timeout) {

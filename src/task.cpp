@@ -22,10 +22,10 @@ namespace detail {
 namespace {
 
 // The entries a task queues in its hub: its first run, its cancellation.
-resumption take_start(ready_entry& e) { return {static_cast<task_record::entry&>(e).task}; }
+resumption take_start(ready_entry& e) { return {e.resumes}; }
 
 resumption take_cancel(ready_entry& e) {
-    task_record* t = static_cast<task_record::entry&>(e).task;
+    auto* t = static_cast<task_record*>(e.resumes);
     switch (t->status.load(std::memory_order_relaxed)) {
     case fiber_status::created:
         // It has not run: start it now; it sees the request before its target.
@@ -48,15 +48,14 @@ struct stack_joiner final : join_waiter {
         stack_joiner* joiner = nullptr;
     } resume_entry;
     task_record& task;
-    fiber_record* waiting;
     bool woken = false;
 
-    stack_joiner(task_record& t, fiber_record* w) : task(t), waiting(w) {
+    stack_joiner(task_record& t, fiber_record* waiting) : task(t) {
         resume_entry.joiner = this;
+        resume_entry.resumes = waiting;
         resume_entry.take = [](ready_entry& e) -> resumption {
-            stack_joiner* self = static_cast<entry&>(e).joiner;
-            self->woken = true;
-            return {self->waiting};
+            static_cast<entry&>(e).joiner->woken = true;
+            return {e.resumes};
         };
         link(task.first_joiner);
     }
@@ -83,9 +82,9 @@ struct timed_joiner final : join_waiter {
 } // namespace
 
 task_record::task_record() noexcept {
-    start_entry.task = this;
+    start_entry.resumes = this;
     start_entry.take = &take_start;
-    cancel_entry.task = this;
+    cancel_entry.resumes = this;
     cancel_entry.take = &take_cancel;
 }
 

@@ -91,7 +91,7 @@ void make_resume(std::optional<switch_back<>>& resume, bool timed, wait_clock::t
 
 void waiter_list::wait_through(std::unique_lock<std::mutex>& lock, waiter& w) {
     hub& h = *live_hub();
-    w.entry_.fiber = current_thread_state->current;
+    w.entry_.resumes = current_thread_state->current;
     w.entry_.ran = false;
     w.home_ = &h;
     lock.unlock();

@@ -51,6 +51,7 @@ yield_core::yield_core(hub& h, boost::asio::any_io_executor io_executor)
       io_executor_(std::move(io_executor)) {
     mailbox_->add_reference();
     entry_.core = this;
+    entry_.resumes = waiting_;
     entry_.take = &take_entry;
     entry_.discard = [](ready_entry& e) noexcept { static_cast<queued_entry&>(e).core->release(); };
 }

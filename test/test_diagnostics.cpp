@@ -30,6 +30,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -219,6 +220,64 @@ BOOST_AUTO_TEST_CASE(a_wait_that_returned_publishes_nothing) {
         BOOST_TEST(find(fibers::list_fibers(), "waiter")->waiting_on.empty());
         t.cancel();
         t.join();
+        fibers::get_hub().close();
+    });
+}
+
+// Every kind of resumption, queued on the hub's own thread or, through its
+// mailbox, from another: each fiber it is for is `ready` until it runs.
+BOOST_AUTO_TEST_CASE(a_fiber_whose_resumption_is_queued_is_ready) {
+    on_new_thread([] {
+        fibers::event go;
+        std::optional<fibers::switch_back<>> called_from_afar;
+        bool yielding = true;
+        std::vector<fibers::task> tasks;
+        tasks.push_back(fibers::spawn([&] { go.wait(); }, fibers::task_options{"set"}));
+        tasks.push_back(fibers::spawn([] { fibers::event().wait(); }, fibers::task_options{"cancelled"}));
+        tasks.push_back(fibers::spawn([&] {
+            called_from_afar.emplace();
+            called_from_afar->wait();
+        }, fibers::task_options{"remote"}));
+        tasks.push_back(fibers::spawn([&] {
+            while (yielding)
+                fibers::sleep(0s);
+        }, fibers::task_options{"yielding"}));
+        tasks.push_back(fibers::spawn([] { fibers::sleep(1h); }, fibers::task_options{"sleeping"}));
+        fibers::task joined = fibers::spawn([&] { go.wait(); }, fibers::task_options{"joined"});
+        tasks.push_back(fibers::spawn([&] { joined.join(); }, fibers::task_options{"joiner"}));
+        let_tasks_settle();
+        std::vector<fiber_info> const before = fibers::list_fibers();
+        for (char const* name : {"set", "cancelled", "remote", "sleeping", "joined", "joiner"})
+            BOOST_TEST((find(before, name)->state == fiber_state::suspended), name);
+        BOOST_TEST((find(before, "yielding")->state == fiber_state::ready));
+
+        go.set();
+        tasks[1].cancel();
+        std::thread([c = *called_from_afar] { c(); }).join();
+        std::vector<fiber_info> const after = fibers::list_fibers();
+        BOOST_TEST_MESSAGE(describe(after));
+        for (char const* name : {"set", "cancelled", "remote", "yielding", "joined"}) {
+            BOOST_TEST((find(after, name)->state == fiber_state::ready), name);
+            BOOST_TEST(find(after, name)->waiting_on.empty(), name);
+        }
+        BOOST_TEST((find(after, "sleeping")->state == fiber_state::suspended));
+        BOOST_TEST((find(after, "joiner")->state == fiber_state::suspended)); // until "joined" ends
+        BOOST_TEST((find(after, "Hub")->state == fiber_state::suspended));
+        std::ostringstream dump;
+        fibers::dump_fibers(dump);
+        BOOST_TEST(dump.str().find(" ready ") != std::string::npos, dump.str());
+
+        // The root's turn comes after each of them has run once: "joined"
+        // ends then, and wakes its joiner.
+        yielding = false;
+        fibers::sleep(0s);
+        BOOST_TEST(!find(fibers::list_fibers(), "joined"));
+        BOOST_TEST((find(fibers::list_fibers(), "joiner")->state == fiber_state::ready));
+        tasks[4].cancel();
+        for (fibers::task& t : tasks)
+            t.join();
+        for (fiber_info const& f : fibers::list_fibers())
+            BOOST_TEST((f.state != fiber_state::ready), f.name);
         fibers::get_hub().close();
     });
 }

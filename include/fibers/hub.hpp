@@ -302,13 +302,13 @@ namespace detail {
 // sleep(0s): the caller goes to the back of its hub's run queue. Inline, as
 // the hub's switch is.
 struct yield_entry final : ready_entry {
-    fiber_record* waiting;
     bool ran = false;
-    explicit yield_entry(fiber_record* w) noexcept : waiting(w) {
+    explicit yield_entry(fiber_record* waiting) noexcept {
+        resumes = waiting;
         take = [](ready_entry& e) -> resumption {
             auto& self = static_cast<yield_entry&>(e);
             self.ran = true;
-            return {self.waiting};
+            return {self.resumes};
         };
     }
     yield_entry(yield_entry const&) = delete;

@@ -138,7 +138,6 @@ public:
     // defer_interruption in ready_queue.hpp). Taken off the queue when the fiber
     // ends; `error` is set only while it is queued.
     struct interruption_entry : ready_entry {
-        fiber_record* fiber = nullptr;
         std::exception_ptr error;
     };
     interruption_entry deferred_interruption;

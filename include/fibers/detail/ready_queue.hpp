@@ -47,6 +47,10 @@ struct ready_entry {
     // Disposes of an entry that will never run (its hub closed); null for
     // entries that their owner disposes of.
     void (*discard)(ready_entry& self) noexcept = nullptr;
+    // The fiber a resumption is meant for, null for a callback: list_fibers
+    // shows it `ready` while the entry is queued. Entries keep their target
+    // here rather than in a field of their own, so it costs no store more.
+    fiber_record* resumes = nullptr;
 
     bool queued() const noexcept { return prev != nullptr; }
 };
@@ -84,6 +88,12 @@ public:
             return nullptr;
         erase(*e);
         return e;
+    }
+
+    template <class Each>
+    void for_each(Each&& each) const {
+        for (ready_entry const* e = head_.next; e != &head_; e = e->next)
+            each(*e);
     }
 
     static void erase(ready_entry& e) noexcept {

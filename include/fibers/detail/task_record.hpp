@@ -71,14 +71,11 @@ public:
     std::string given_name;
     mutable std::string made_name;
 
-    struct entry : ready_entry {
-        task_record* task = nullptr;
-    };
     bool start_requested = false;
-    entry start_entry;
+    ready_entry start_entry;
     bool cancel_requested = false;
     std::string cancel_message;
-    entry cancel_entry;
+    ready_entry cancel_entry;
     // Takes the start and cancel entries off the hub's queue, if there.
     void unqueue_entries() noexcept;
 

@@ -78,13 +78,12 @@ private:
     // with no allocation. Timed waits use a switch_back, whose timer needs
     // a counted state.
     struct resume_entry final : ready_entry {
-        fiber_record* fiber = nullptr;
         bool ran = false;
         resume_entry() noexcept {
             take = [](ready_entry& e) -> resumption {
                 auto& self = static_cast<resume_entry&>(e);
                 self.ran = true;
-                return {self.fiber};
+                return {self.resumes};
             };
         }
     };
