@@ -345,6 +345,7 @@ void shutdown_thread(thread_state& ts) noexcept {
 } // namespace
 
 fiber_record::~fiber_record() {
+    tell_end_hooks();
     if (parent != nullptr)
         release(parent);
     if (anchor != nullptr)
@@ -456,12 +457,8 @@ void thread_state::finish(fiber_record* self, std::any&& result, std::exception_
     self->status.store(fiber_status::ended, std::memory_order_relaxed);
     self->switch_key = nullptr;
     unlink_live(self);
-    // It never waits again: an interruption kept for its next wait goes. (Its
-    // error is set only while the entry is queued.)
-    if (FIBERS_UNLIKELY(self->deferred_interruption.queued())) {
-        ready_queue::erase(self->deferred_interruption);
-        self->deferred_interruption.error = nullptr;
-    }
+    if (FIBERS_UNLIKELY(!self->end_hooks.empty()))
+        self->tell_end_hooks();
     fiber_record* receiver = resumable_ancestor(self);
     incoming_value = &result; // this frame outlives the jump: the stack goes after
     incoming_error = std::move(error);

@@ -79,15 +79,83 @@ bool hub_access::retract(hub& h, ready_entry& e) noexcept {
 
 namespace {
 
-resumption take_deferred_interruption(ready_entry& e) {
-    auto& entry = static_cast<fiber_record::interruption_entry&>(e);
-    // Queued only while its fiber may still wait: taken off when it ends.
-    entry.resumes->interruption_deferred = false;
-    return {entry.resumes, nullptr, std::exchange(entry.error, nullptr)};
-}
+// The hub's record of an interruption deferred for a fiber (see
+// defer_interruption): whether it is still due at the fiber's next yield
+// operation, and the entry that carries it when its source does not. Kept
+// as a hook on the fiber while either holds, so that the fiber's end drops
+// it; the fiber's record has no field for it.
+class interruption_deferral final : public fiber_end_hook {
+public:
+    explicit interruption_deferral(fiber_record* f) noexcept {
+        carrier_.deferral = this;
+        carrier_.resumes = f;
+        carrier_.take = &take;
+        carrier_.discard = &drop;
+        f->end_hooks.push_back(*this);
+    }
+    interruption_deferral(interruption_deferral const&) = delete;
+    interruption_deferral& operator=(interruption_deferral const&) = delete;
 
-void drop_deferred_interruption(ready_entry& e) noexcept {
-    static_cast<fiber_record::interruption_entry&>(e).error = nullptr;
+    static interruption_deferral* of(fiber_record* f) noexcept {
+        for (fiber_end_hook& hook : f->end_hooks)
+            if (auto* d = dynamic_cast<interruption_deferral*>(&hook))
+                return d;
+        return nullptr;
+    }
+
+    bool carries_one() const noexcept { return carrier_.queued(); }
+    void carry(hub& h, std::exception_ptr const& e) noexcept {
+        carrier_.error = e;
+        hub_access::push(h, carrier_);
+    }
+    // The fiber's next yield operation lets the hub deliver it before the
+    // operation starts, or an operation that completes at once would defer
+    // it again, and again (see hub_to_wait_on).
+    bool due = false;
+    void forget_if_done() noexcept {
+        if (!due && !carrier_.queued())
+            delete this;
+    }
+
+    void fiber_ended(fiber_record&) noexcept override {
+        if (carrier_.queued())
+            ready_queue::erase(carrier_);
+        delete this;
+    }
+
+private:
+    struct carrier final : ready_entry {
+        interruption_deferral* deferral = nullptr;
+        std::exception_ptr error; // set only while queued
+    } carrier_;
+
+    static resumption take(ready_entry& e) {
+        interruption_deferral* self = static_cast<carrier&>(e).deferral;
+        fiber_record* f = e.resumes;
+        std::exception_ptr error = std::exchange(self->carrier_.error, nullptr);
+        delete self; // delivered now
+        return {f, nullptr, std::move(error)};
+    }
+    // Its hub closed: the interruption goes with the hub's other work.
+    static void drop(ready_entry& e) noexcept {
+        interruption_deferral* self = static_cast<carrier&>(e).deferral;
+        self->carrier_.error = nullptr;
+        self->forget_if_done();
+    }
+};
+
+enum class interruption_kind { unwinding, renewed_by_its_source, other };
+
+interruption_kind kind_of(std::exception_ptr const& e) noexcept {
+    try {
+        std::rethrow_exception(e);
+    } catch (forced_unwind const&) {
+        return interruption_kind::unwinding;
+    } catch (self_renewing_interruption const&) {
+        return interruption_kind::renewed_by_its_source;
+    } catch (...) {
+        return interruption_kind::other;
+    }
 }
 
 } // namespace
@@ -101,28 +169,33 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
     fiber_record* self = ts->current;
     if (!h.is_alive() || self == hub_access::record(h))
         return false;
-    try {
-        std::rethrow_exception(e);
-    } catch (forced_unwind const&) {
+    interruption_kind const kind = kind_of(e);
+    if (kind == interruption_kind::unwinding)
         return false; // nothing may stop an unwinding, nor wait for it
-    } catch (self_renewing_interruption const&) {
-        self->interruption_deferred = true;
-        return true;
-    } catch (...) {
+    interruption_deferral* deferral = interruption_deferral::of(self);
+    if (deferral == nullptr) {
+        deferral = new (std::nothrow) interruption_deferral(self);
+        if (deferral == nullptr)
+            return false; // nowhere to keep it: it comes now
     }
-    if (auto* scheduled = dynamic_cast<scheduled_fiber*>(self); scheduled != nullptr && scheduled->rearm_interruption(e)) {
-        self->interruption_deferred = true;
-        return true;
+    if (kind == interruption_kind::other) {
+        auto* scheduled = dynamic_cast<scheduled_fiber*>(self);
+        if (scheduled == nullptr || !scheduled->rearm_interruption(e)) {
+            if (deferral->carries_one())
+                return false; // another is on its way already
+            deferral->carry(h, e);
+        }
     }
-    fiber_record::interruption_entry& entry = self->deferred_interruption;
-    if (entry.queued())
+    deferral->due = true;
+    return true;
+}
+
+bool take_due_interruption(fiber_record* f) noexcept {
+    interruption_deferral* deferral = interruption_deferral::of(f);
+    if (deferral == nullptr || !deferral->due)
         return false;
-    entry.resumes = self;
-    entry.take = &take_deferred_interruption;
-    entry.discard = &drop_deferred_interruption;
-    entry.error = e;
-    hub_access::push(h, entry);
-    self->interruption_deferred = true;
+    deferral->due = false;
+    deferral->forget_if_done();
     return true;
 }
 

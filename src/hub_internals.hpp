@@ -64,6 +64,12 @@ struct self_renewing_interruption {
     virtual ~self_renewing_interruption() = default;
 };
 
+// An interruption deferred for `f` (see defer_interruption) was due at its
+// next yield operation: it is no longer, and the answer is true. Only a
+// fiber with end hooks can have one: test that inline first.
+bool take_due_interruption(fiber_record* f) noexcept;
+inline bool may_have_due_interruption(fiber_record const* f) noexcept { return !f->end_hooks.empty(); }
+
 struct hub_access {
     static thread_state& thread(hub const& h) noexcept { return *h.thread_; }
     static fiber_record* record(hub const& h) noexcept { return h.record_; }

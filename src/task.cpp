@@ -34,7 +34,8 @@ resumption take_cancel(ready_entry& e) {
         return {t};
     case fiber_status::started:
         t->cancel_requested = false;
-        t->interruption_deferred = false; // delivered now, whether or not it was
+        if (may_have_due_interruption(t))
+            take_due_interruption(t); // delivered now, whether or not it was
         return {t, nullptr, std::make_exception_ptr(task_cancellation(t->cancel_message, t))};
     case fiber_status::ended:
         break;

@@ -1104,6 +1104,49 @@ BOOST_AUTO_TEST_CASE(a_stray_exception_after_the_value_came_is_thrown_at_the_nex
     });
 }
 
+// A fiber that ends before it waits again takes a deferred exception with
+// it: nothing is thrown into it, or resumes it, after its end (under ASan,
+// a use after free if anything did).
+BOOST_AUTO_TEST_CASE(a_deferred_exception_goes_with_a_fiber_that_ends_first) {
+    on_new_thread([] {
+        int got = 0;
+        for (int round = 1; round <= 100; ++round) {
+            // No handle: the task's record goes as soon as it ends.
+            fibers::spawn([&] {
+                switch_back<int> sb;
+                switch_back<> stray;
+                fibers::spawn([&] {
+                    stray.throw_to(std::make_exception_ptr(std::runtime_error("stray")));
+                    sb(5);
+                });
+                auto [v] = sb.wait();
+                got += v;
+            });
+            while (got != 5 * round)
+                fibers::sleep(0s);
+        }
+        BOOST_TEST(fibers_test::what_a_sleep_does(10ms) == "slept");
+        fibers::get_hub().close();
+    });
+}
+
+// A hub that closes drops a deferred exception with its other work, and
+// what it kept for the fiber goes when the fiber does (under LeakSanitizer,
+// a leak if it did not).
+BOOST_AUTO_TEST_CASE(a_deferred_exception_goes_with_a_hub_that_closes) {
+    on_new_thread([] {
+        switch_back<int> sb;
+        switch_back<> stray;
+        fibers::spawn([&] {
+            stray.throw_to(std::make_exception_ptr(std::runtime_error("stray")));
+            sb(5);
+        });
+        auto [v] = sb.wait();
+        BOOST_TEST(v == 5);
+        fibers::get_hub().close();
+    });
+}
+
 // An exception the switch_back fired with is its result: thrown by wait(),
 // the cancel that came first deferred all the same.
 BOOST_AUTO_TEST_CASE(an_exception_fired_before_the_cancel_came_is_thrown) {

@@ -5,11 +5,11 @@
 #define FIBERS_DETAIL_FIBER_RECORD_HPP
 
 #include <fibers/detail/config.hpp>
-#include <fibers/detail/ready_queue.hpp>
 #include <fibers/detail/wait_publication.hpp>
 
 #include <boost/context/detail/fcontext.hpp>
 #include <boost/context/stack_context.hpp>
+#include <boost/intrusive/list.hpp>
 
 #if defined(__arm__) && defined(__GNUC__) && !defined(__clang__)
 #include <unwind.h> // __ARM_EABI_UNWINDER__, checked below
@@ -29,6 +29,21 @@
 namespace fibers::detail {
 
 struct thread_anchor;
+class fiber_record;
+
+// What a higher layer keeps for one fiber, told once when the fiber ends
+// (on its thread, before its stack goes) or, for one that never ends (a
+// root), when its record goes. So a layer above keeps state per fiber
+// without a field here. Unlinked before it is told; may delete itself.
+class fiber_end_hook
+    : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+public:
+    virtual void fiber_ended(fiber_record& ended) noexcept = 0;
+
+protected:
+    fiber_end_hook() = default;
+    ~fiber_end_hook() = default;
+};
 
 // Whether a started fiber is running or suspended is not stored: the
 // running one is its thread's `current`, which spares a store per switch.
@@ -132,21 +147,16 @@ public:
     void* tsan_fiber = nullptr;
     unsigned valgrind_stack_id = 0;
 
-    // An exception thrown into the fiber as it waited on its hub, after what
-    // it waited for had come: the wait returned that, and this entry, queued
-    // on the hub, throws the exception in at the fiber's next wait (see
-    // defer_interruption in ready_queue.hpp). Taken off the queue when the fiber
-    // ends; `error` is set only while it is queued.
-    struct interruption_entry : ready_entry {
-        std::exception_ptr error;
-    };
-    interruption_entry deferred_interruption;
-    // An interruption of this fiber was deferred (by whichever entry carries
-    // it) and has not been delivered since: the fiber's next yield operation
-    // lets the hub deliver it before the operation starts, or an operation
-    // that completes at once would defer it again, and again (see
-    // hub_to_wait_on).
-    bool interruption_deferred = false;
+    // Owned by their layers; touched on the owner thread only.
+    boost::intrusive::list<fiber_end_hook, boost::intrusive::constant_time_size<false>> end_hooks;
+    // Tells each hook of the fiber's end, once.
+    void tell_end_hooks() noexcept {
+        while (!end_hooks.empty()) {
+            fiber_end_hook& hook = end_hooks.front();
+            end_hooks.pop_front();
+            hook.fiber_ended(*this);
+        }
+    }
 
     // What it waits on while suspended, published by the wait (diagnostics).
     wait_publication waiting;
