@@ -46,7 +46,6 @@ namespace ctx = boost::context::detail;
 
 __thread thread_state* current_thread_state FIBERS_INITIAL_EXEC_TLS = nullptr;
 char const no_switch_key = 0;
-std::atomic<void (*)(fiber_record*) noexcept> fiber_locals_destroyer{nullptr};
 
 namespace {
 
@@ -236,7 +235,9 @@ void fiber_entry(ctx::transfer_t from) noexcept {
         error = std::current_exception();
     }
     self->discard_target();
-    destroy_locals_of(self);
+    // Its fiber-local values go now, while it still runs.
+    if (!self->end_hooks.empty())
+        self->tell_end_hooks();
     ts.finish(self, std::move(result), std::move(error));
 }
 
@@ -330,7 +331,7 @@ void shutdown_thread(thread_state& ts) noexcept {
     flush_thread_stack_cache();
 
     fiber_record* root = ts.root;
-    destroy_locals_of(root);
+    root->tell_end_hooks();
     root->status.store(fiber_status::ended, std::memory_order_relaxed);
     root->switch_key = nullptr;
     current_thread_state = nullptr;

@@ -40,15 +40,6 @@ struct thread_anchor {
     void* wake_argument = nullptr;
 };
 
-// Destroys a fiber's fibers::local values; set by the first value made, so
-// that programs without locals pay nothing at a fiber's end.
-extern std::atomic<void (*)(fiber_record*) noexcept> fiber_locals_destroyer;
-
-inline void destroy_locals_of(fiber_record* record) noexcept {
-    if (record->has_locals)
-        if (auto destroy = fiber_locals_destroyer.load(std::memory_order_acquire))
-            destroy(record);
-}
 
 // The calling thread's state, made on first use.
 thread_state& this_thread_state();

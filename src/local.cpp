@@ -13,6 +13,8 @@
 
 namespace fibers::detail {
 
+void destroy_fiber_locals(fiber_record* record) noexcept;
+
 namespace {
 
 // One lock for all locals: values are reached from two sides (the local,
@@ -32,30 +34,42 @@ std::unordered_map<fiber_record const*, std::vector<local_base*>>& holders() {
 
 fiber_record* running_record() { return this_thread_state().current; }
 
+// Destroys a fiber's values when it ends: hung on the fiber by its first
+// value, so that a fiber without any pays nothing. A value's destructor
+// may give the fiber a value again, which hangs a new one: the fiber's end
+// tells hooks until none is left.
+class values_of_fiber final : public fiber_end_hook {
+public:
+    static void hang_on(fiber_record* record) {
+        for (fiber_end_hook& hook : record->end_hooks)
+            if (dynamic_cast<values_of_fiber*>(&hook) != nullptr)
+                return;
+        record->end_hooks.push_back(*new values_of_fiber);
+    }
+    void fiber_ended(fiber_record& record) noexcept override {
+        delete this;
+        destroy_fiber_locals(&record);
+    }
+};
+
 } // namespace
 
 void destroy_fiber_locals(fiber_record* record) noexcept {
-    // A value's destructor may give the fiber a value again: repeat until
-    // none is left.
-    for (;;) {
-        std::vector<std::pair<local_base::destroyer, void*>> doomed;
-        {
-            std::lock_guard<std::mutex> lock(locals_mutex());
-            auto found = holders().find(record);
-            if (found == holders().end()) {
-                record->has_locals = false;
-                return;
-            }
-            for (local_base* l : found->second) {
-                auto value = l->values_.find(record);
-                doomed.emplace_back(l->destroy_, value->second);
-                l->values_.erase(value);
-            }
-            holders().erase(found);
+    std::vector<std::pair<local_base::destroyer, void*>> doomed;
+    {
+        std::lock_guard<std::mutex> lock(locals_mutex());
+        auto found = holders().find(record);
+        if (found == holders().end())
+            return;
+        for (local_base* l : found->second) {
+            auto value = l->values_.find(record);
+            doomed.emplace_back(l->destroy_, value->second);
+            l->values_.erase(value);
         }
-        for (auto& [destroy, value] : doomed)
-            destroy(value);
+        holders().erase(found);
     }
+    for (auto& [destroy, value] : doomed)
+        destroy(value);
 }
 
 void* local_base::find() const noexcept {
@@ -69,6 +83,8 @@ void* local_base::find() const noexcept {
 
 void* local_base::exchange(void* value) {
     fiber_record* record = running_record();
+    if (value != nullptr)
+        values_of_fiber::hang_on(record); // its own thread's: no lock
     std::lock_guard<std::mutex> lock(locals_mutex());
     auto found = values_.find(record);
     if (found != values_.end()) {
@@ -94,8 +110,6 @@ void* local_base::exchange(void* value) {
         mine.pop_back();
         throw;
     }
-    fiber_locals_destroyer.store(&destroy_fiber_locals, std::memory_order_release);
-    record->has_locals = true;
     return nullptr;
 }
 

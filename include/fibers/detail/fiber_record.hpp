@@ -123,7 +123,6 @@ public:
     // message (a fiber that must never wait, such as a scheduler's own).
     char const* switchpoint_refusal = nullptr;
 
-    bool has_locals = false;        // holds a fibers::local value: destroy them at its end
     fiber_record* parent = nullptr; // strong; the owner writes it under the anchor's mutex
     boost::context::stack_context stack{};
     // The same stack for handles on any thread: its top and size from just
