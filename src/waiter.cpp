@@ -121,6 +121,51 @@ void waiter_list::done_despite(std::exception_ptr const& interruption) {
         std::rethrow_exception(interruption);
 }
 
+waiter_list::timed_wait waiter_list::wait_until(std::unique_lock<std::mutex>& lock, waiter& w,
+                                                std::optional<switch_back<>>& resume) {
+    w.resume_ = &*resume;
+    lock.unlock();
+    std::exception_ptr interruption;
+    try {
+        resume->wait();
+    } catch (timeout const&) {
+        if (!resume->timed_out()) // somebody else's timeout, thrown in
+            interruption = std::current_exception();
+    } catch (...) {
+        interruption = std::current_exception();
+    }
+    lock.lock();
+    w.resume_ = nullptr;
+    if (interruption) {
+        resume.reset(); // a wake still on its way resumes nothing
+        if (w.linked()) {
+            unlink(w);
+            std::rethrow_exception(std::move(interruption));
+        }
+        done_despite(interruption); // woken first
+        return timed_wait::done;
+    }
+    if (resume->timed_out())
+        return timed_wait::deadline_passed; // unless a waker came first
+    resume.reset(); // each wait through the hub needs a fresh one
+    return timed_wait::again;
+}
+
+void waiter_list::block_until(std::unique_lock<std::mutex>& lock, waiter& w,
+                              std::optional<std::condition_variable>& blocked,
+                              deadline end) {
+    if (!blocked)
+        blocked.emplace(); // the hub closed under a root fiber
+    w.blocked_ = &*blocked;
+    if (end) {
+        while (w.linked() && blocked->wait_until(lock, *end) != std::cv_status::timeout) {
+        }
+    } else {
+        blocked->wait(lock, [&w] { return !w.linked(); });
+    }
+    w.blocked_ = nullptr;
+}
+
 bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waiter& w) {
     // The deadline as a plain time: an optional's value read in both
     // branches below trips g++ 12's uninitialised-use warning.
@@ -150,56 +195,26 @@ bool waiter_list::wait(std::unique_lock<std::mutex>& lock, deadline until, waite
     // hub lives, blocking its thread after.
     while (w.linked() && !(timed && wait_clock::now() >= end)) {
         if (!through_hub) {
-            if (!blocked)
-                blocked.emplace(); // the hub closed under a root fiber
-            w.blocked_ = &*blocked;
-            if (timed) {
-                while (w.linked() && blocked->wait_until(lock, end) != std::cv_status::timeout) {
-                }
-            } else {
-                blocked->wait(lock, [&w] { return !w.linked(); });
-            }
-            w.blocked_ = nullptr;
+            block_until(lock, w, blocked, timed ? deadline(end) : deadline());
             break;
         }
         if (!timed) {
             wait_through(lock, w);
-            through_hub = live_hub() != nullptr;
-            continue;
-        }
-        if (!resume) {
-            try {
-                make_resume(resume, timed, end);
-            } catch (...) {
-                unlink(w);
-                throw;
+        } else {
+            if (!resume) {
+                try {
+                    make_resume(resume, timed, end);
+                } catch (...) {
+                    unlink(w);
+                    throw;
+                }
             }
+            timed_wait const outcome = wait_until(lock, w, resume);
+            if (outcome == timed_wait::done)
+                return true;
+            if (outcome == timed_wait::deadline_passed)
+                break;
         }
-        w.resume_ = &*resume;
-        lock.unlock();
-        std::exception_ptr interruption;
-        try {
-            resume->wait();
-        } catch (timeout const&) {
-            if (!resume->timed_out()) // somebody else's timeout, thrown in
-                interruption = std::current_exception();
-        } catch (...) {
-            interruption = std::current_exception();
-        }
-        lock.lock();
-        w.resume_ = nullptr;
-        if (interruption) {
-            resume.reset(); // a wake still on its way resumes nothing
-            if (w.linked()) {
-                unlink(w);
-                std::rethrow_exception(std::move(interruption));
-            }
-            done_despite(interruption); // woken first
-            return true;
-        }
-        if (resume->timed_out())
-            break; // the deadline, unless a waker came first
-        resume.reset(); // each wait through the hub needs a fresh one
         through_hub = live_hub() != nullptr;
     }
     if (w.linked()) {

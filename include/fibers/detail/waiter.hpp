@@ -142,8 +142,19 @@ public:
 
 private:
     void push_back(waiter& w) noexcept;
-    // An untimed wait of a fiber through its hub, until resumed.
+    // The three ways to wait, by where the caller is and whether it has a
+    // deadline. Each waits once: the caller decides whether to wait again.
+    // A fiber with a live hub and no deadline: resumed by the waiter's own
+    // entry, with no allocation.
     void wait_through(std::unique_lock<std::mutex>& lock, waiter& w);
+    // A fiber with a live hub and a deadline: resumed through a switch_back
+    // (made beforehand, reset after), whose timer needs a counted state.
+    enum class timed_wait { again, deadline_passed, done };
+    timed_wait wait_until(std::unique_lock<std::mutex>& lock, waiter& w, std::optional<switch_back<>>& resume);
+    // Anything else, a thread without a live hub: blocks the thread (on
+    // `blocked`, made beforehand) until woken or the deadline.
+    void block_until(std::unique_lock<std::mutex>& lock, waiter& w, std::optional<std::condition_variable>& blocked,
+                     deadline end);
     // A woken waiter got `interruption` (being handled): deferred, or
     // rethrown if it cannot be.
     static void done_despite(std::exception_ptr const& interruption);
