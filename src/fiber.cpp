@@ -83,13 +83,6 @@ public:
     char const* kind() const noexcept override { return "root"; }
 };
 
-void acquire_anchor(thread_anchor* anchor) noexcept { anchor->references.fetch_add(1, std::memory_order_relaxed); }
-
-void release_anchor(thread_anchor* anchor) noexcept {
-    if (anchor->references.fetch_sub(1, std::memory_order_acq_rel) == 1)
-        delete anchor;
-}
-
 bool describe_running_fiber(running_fiber_info& info) noexcept {
     thread_state const* ts = current_thread_state;
     if (ts == nullptr || ts->current == nullptr || ts->current->is_root)
@@ -104,9 +97,10 @@ bool describe_running_fiber(running_fiber_info& info) noexcept {
 thread_state& make_thread_state() {
     auto owned = std::make_unique<thread_state>();
     owned->anchor = new thread_anchor;
+    intrusive_ptr_add_ref(owned->anchor); // the thread state's
     auto* root = new root_record;
     root->anchor = owned->anchor;
-    acquire_anchor(owned->anchor);
+    intrusive_ptr_add_ref(owned->anchor); // the root fiber's
     owned->root = owned->current = root;
     owned->switch_key = owned->anchor;
     root->switch_key = owned->anchor;
@@ -340,7 +334,7 @@ void shutdown_thread(thread_state& ts) noexcept {
     delete &ts;
     if (root->references.fetch_sub(2, std::memory_order_acq_rel) == 2)
         delete root;
-    release_anchor(anchor);
+    intrusive_ptr_release(anchor);
 }
 
 } // namespace
@@ -350,7 +344,7 @@ fiber_record::~fiber_record() {
     if (parent != nullptr)
         release(parent);
     if (anchor != nullptr)
-        release_anchor(anchor);
+        intrusive_ptr_release(anchor);
 }
 
 bool fiber_record::accepts_switch_from(fiber_record const*) const noexcept { return true; }
@@ -579,7 +573,7 @@ void attach_new_fiber(fiber_record* record, fiber_record* parent) {
         throw std::invalid_argument("fibers: the parent has ended");
     add_reference(parent);
     record->parent = parent;
-    acquire_anchor(ts.anchor);
+    intrusive_ptr_add_ref(ts.anchor);
     record->anchor = ts.anchor;
     record->thread = std::this_thread::get_id();
     ts.link_live(owned.release());

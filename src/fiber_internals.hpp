@@ -11,6 +11,8 @@
 #include <fibers/detail/fiber_record.hpp>
 #include <fibers/detail/thread_state.hpp>
 
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
+
 #include <atomic>
 #include <exception>
 #include <string>
@@ -27,9 +29,10 @@ namespace fibers::detail {
 struct forced_unwind {};
 
 // The part of a thread's state that other threads may touch, and that
-// outlives the thread: fibers keep it to know their owner.
-struct thread_anchor {
-    std::atomic<std::uint32_t> references{1};
+// outlives the thread: fibers keep it to know their owner. Its holders
+// (thread_state, fiber_record) keep plain pointers: their headers see only
+// its name.
+struct thread_anchor : boost::intrusive_ref_counter<thread_anchor, boost::thread_safe_counter> {
     std::mutex mutex;
     bool alive = true;                   // guarded by mutex
     std::vector<fiber_record*> orphans;  // guarded; each entry carries one reference
@@ -70,27 +73,6 @@ struct newest_first_list {
             (item->*Older)->*Newer = item->*Newer;
         item->*Newer = item->*Older = nullptr;
     }
-};
-
-// A counted reference to an object with add_reference() and release(),
-// released however its owner goes (an Asio handler run, or destroyed with
-// its io_context).
-template <class T>
-class counted_reference {
-public:
-    explicit counted_reference(T* object) noexcept : object_(object) { object_->add_reference(); }
-    counted_reference(counted_reference&& other) noexcept : object_(std::exchange(other.object_, nullptr)) {}
-    counted_reference(counted_reference const& other) noexcept : object_(other.object_) { object_->add_reference(); }
-    counted_reference& operator=(counted_reference const&) = delete;
-    ~counted_reference() {
-        if (object_ != nullptr)
-            object_->release();
-    }
-    T* operator->() const noexcept { return object_; }
-    T& operator*() const noexcept { return *object_; }
-
-private:
-    T* object_;
 };
 
 } // namespace fibers::detail

@@ -76,7 +76,7 @@ void cancel_all(future_state* items) noexcept {
     while (items != nullptr) {
         future_state* next = std::exchange(items->next_queued, nullptr);
         items->cancel();
-        items->release();
+        intrusive_ptr_release(items);
         items = next;
     }
 }
@@ -364,7 +364,7 @@ void thread_pool::impl::work(worker& self) noexcept {
         } catch (...) {
             detail::log_current_exception("fibers: thread_pool work"); // only a fiber's unwinding gets here
         }
-        item->release();
+        intrusive_ptr_release(item);
         lock.lock();
         self.busy = false;
         if (--busy == 0 && queue.empty())
@@ -421,7 +421,7 @@ void thread_pool::enqueue(future_state* item) {
     std::unique_lock<std::mutex> lock(p.mutex);
     if (p.closed) {
         lock.unlock();
-        item->release();
+        intrusive_ptr_release(item);
         throw error("fibers: submit to a closed thread_pool");
     }
     p.queue.push(item);
@@ -449,7 +449,7 @@ void thread_pool::enqueue(future_state* item) {
         p.queue.remove(item);
         --p.queued;
         lock.unlock();
-        item->release();
+        intrusive_ptr_release(item);
         throw;
     }
 }
@@ -521,13 +521,8 @@ struct fiber_pool::state : std::enable_shared_from_this<fiber_pool::state> {
         }
     };
 
-    state(std::size_t n, hub& h) : maxsize(n), mailbox(&detail::hub_access::mailbox(h)) {
-        mailbox->add_reference();
-    }
-    ~state() {
-        detail::cancel_all(queue.take_all());
-        mailbox->release();
-    }
+    state(std::size_t n, hub& h) : maxsize(n), mailbox(&detail::hub_access::mailbox(h)) {}
+    ~state() { detail::cancel_all(queue.take_all()); }
 
     bool on_hub_thread() const noexcept {
         return detail::thread_hub == mailbox->owner && mailbox->open.load(std::memory_order_acquire);
@@ -542,7 +537,7 @@ struct fiber_pool::state : std::enable_shared_from_this<fiber_pool::state> {
     }
 
     std::size_t const maxsize;
-    detail::hub_mailbox* const mailbox; // counted: the pool may outlive its hub
+    boost::intrusive_ptr<detail::hub_mailbox> const mailbox; // the pool may outlive its hub
     std::mutex mutex;
     detail::waiter_list idle;    // worker tasks waiting for work
     detail::waiter_list joiners; // join(), from fibers or threads
@@ -581,7 +576,7 @@ void fiber_pool::state::work() {
         } catch (...) {
             unwinding = std::current_exception();
         }
-        item->release();
+        intrusive_ptr_release(item);
         lock.lock();
         --running;
         if (unwinding)
@@ -620,7 +615,7 @@ void fiber_pool::enqueue(future_state* item) {
         std::unique_lock<std::mutex> lock(s.mutex);
         if (s.closed) {
             lock.unlock();
-            item->release();
+            intrusive_ptr_release(item);
             throw error("fibers: submit to a closed fiber_pool");
         }
         s.queue.push(item);

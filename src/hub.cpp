@@ -314,18 +314,22 @@ hub& hub::make_for_this_thread() {
 
 hub& get_hub() { return hub::get(); }
 
-hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
+namespace {
+// The hub's own reference is held in a plain pointer: hub.hpp sees only the
+// mailbox's flag.
+detail::hub_mailbox* new_mailbox(hub* owner) {
+    auto* m = new detail::hub_mailbox(owner);
+    intrusive_ptr_add_ref(m);
+    return m;
+}
+} // namespace
+
+hub::hub() : mailbox_(new_mailbox(this)) {
     // Strong guarantee: what can fail (descriptors for the signal set, the
     // hub fiber's memory) comes first; the thread learns of its hub only
     // once nothing can. A failure leaves the thread with no hub, and a
     // later get() tries afresh.
-    struct release_mailbox_on_failure {
-        detail::hub_mailbox* m;
-        ~release_mailbox_on_failure() {
-            if (m != nullptr)
-                m->release();
-        }
-    } on_failure{&hub_access::mailbox(*this)};
+    boost::intrusive_ptr<detail::hub_mailbox> on_failure(&hub_access::mailbox(*this), false);
     thread_ = &detail::this_thread_state();
     signals_ = std::make_unique<detail::hub_signals>(io_);
     auto body = [this] { run_loop(); };
@@ -346,14 +350,12 @@ hub::hub() : mailbox_(new detail::hub_mailbox(this)) {
         thread_->anchor->wake_argument = this;
     }
     detail::thread_hub = this;
-    on_failure.m = nullptr;
+    on_failure.detach();
 }
 
 hub::~hub() {
-    struct release_mailbox {
-        detail::hub_mailbox* m;
-        ~release_mailbox() { m->release(); }
-    } at_end{&hub_access::mailbox(*this)};
+    // The hub's reference, released last, whichever way this returns.
+    boost::intrusive_ptr<detail::hub_mailbox> const at_end(&hub_access::mailbox(*this), false);
     if (detail::thread_hub == this)
         detail::thread_hub = nullptr;
     if (state_.load(std::memory_order_acquire) == hub_state::closed)

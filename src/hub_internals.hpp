@@ -13,6 +13,9 @@
 #include <fibers/errors.hpp>
 #include <fibers/hub.hpp>
 
+#include <boost/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
+
 #include <any>
 #include <atomic>
 #include <cstdint>
@@ -26,18 +29,12 @@ namespace fibers::detail {
 // may outlive the hub (a switch_back's state, an operation's handler): once
 // closed, under its lock, by a closing hub, nothing reaches the hub through
 // it any more.
-struct hub_mailbox final : mailbox_flag {
+struct hub_mailbox final : mailbox_flag, boost::intrusive_ref_counter<hub_mailbox, boost::thread_safe_counter> {
     explicit hub_mailbox(hub* h) noexcept : owner(h) {}
     hub_mailbox(hub_mailbox const&) = delete;
     hub_mailbox& operator=(hub_mailbox const&) = delete;
-    void add_reference() noexcept { references.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept {
-        if (references.fetch_sub(1, std::memory_order_acq_rel) == 1)
-            delete this;
-    }
 
     hub* const owner; // dereferenced only while open
-    std::atomic<std::uint32_t> references{1};
     std::atomic<bool> open{true};    // written under the mutex
     std::mutex mutex;
     std::vector<ready_entry*> entries; // guarded; `pending` says whether empty

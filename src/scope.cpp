@@ -40,7 +40,6 @@ public:
 
     scope_state(hub& h, fiber_record* covered)
         : hub_(&h), mailbox_(&hub_access::mailbox(h)), fiber_(covered) {
-        mailbox_->add_reference();
         entry_.state = this;
         entry_.resumes = covered;
         entry_.take = &take_entry;
@@ -48,7 +47,6 @@ public:
     }
     scope_state(scope_state const&) = delete;
     scope_state& operator=(scope_state const&) = delete;
-    ~scope_state() { mailbox_->release(); }
 
     void arm_deadline(std::chrono::nanoseconds timeout) {
         if (timeout == timeout.zero()) {
@@ -111,7 +109,7 @@ private:
     }
 
     hub* hub_;             // the covered fiber's: used on its thread only
-    hub_mailbox* mailbox_; // counted: cancel() from another thread may outlive the hub
+    boost::intrusive_ptr<hub_mailbox> const mailbox_; // cancel() from another thread may outlive the hub
     fiber_record* fiber_;  // not counted: the scope lives on its stack
     std::atomic<std::uint8_t> outcome_{pending};
     std::atomic<bool> alive_{true};

@@ -10,30 +10,25 @@ namespace fibers::detail {
 
 switch_back_state::switch_back_state(std::optional<std::chrono::nanoseconds> timeout)
     : origin_(fiber::current()), hub_(&get_hub()), mailbox_(&hub_access::mailbox(*hub_)) {
-    mailbox_->add_reference();
+    intrusive_ptr_add_ref(mailbox_);
     entry_.state = this;
     entry_.resumes = fiber_access::record(origin_);
     entry_.take = &take_entry;
     entry_.discard = &discard_entry;
     if (timeout) {
         timer_ = std::make_unique<boost::asio::steady_timer>(hub_->loop(), *timeout);
-        timer_->async_wait([self = counted_reference<switch_back_state>(this)](boost::system::error_code const& ec) {
+        timer_->async_wait([self = boost::intrusive_ptr<switch_back_state>(this)](boost::system::error_code const& ec) {
             if (!ec)
                 self->fire_timeout();
         });
     }
 }
 
-switch_back_state::~switch_back_state() { mailbox_->release(); }
+switch_back_state::~switch_back_state() { intrusive_ptr_release(mailbox_); }
 
 bool switch_back_state::active() const noexcept {
     return active_.load(std::memory_order_acquire) && !fired_.load(std::memory_order_acquire) &&
            mailbox_->open.load(std::memory_order_acquire);
-}
-
-void switch_back_state::release() noexcept {
-    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
-        delete this;
 }
 
 bool switch_back_state::fire(std::any value, std::exception_ptr error) {
@@ -41,9 +36,9 @@ bool switch_back_state::fire(std::any value, std::exception_ptr error) {
         return false;
     value_ = std::move(value);
     error_ = std::move(error);
-    add_reference(); // the queue's, until the entry has run or been dropped
+    intrusive_ptr_add_ref(this); // the queue's, until the entry has run or been dropped
     if (!hub_access::push_from_anywhere(*mailbox_, entry_)) {
-        release();
+        intrusive_ptr_release(this);
         return false;
     }
     return true;
@@ -62,14 +57,14 @@ resumption switch_back_state::take_entry(ready_entry& e) {
     fiber_record* origin = fiber_access::record(self->origin_);
     // While active, the origin's own object keeps the state, and so the
     // value, alive until the origin has taken it.
-    self->release(); // the queue's
+    intrusive_ptr_release(self); // the queue's
     if (!active)
         return {};
     return {origin, &self->value_, self->error_};
 }
 
 void switch_back_state::discard_entry(ready_entry& e) noexcept {
-    static_cast<queued_entry&>(e).state->release();
+    intrusive_ptr_release(static_cast<queued_entry&>(e).state);
 }
 
 void switch_back_state::deactivate() noexcept {
@@ -79,7 +74,7 @@ void switch_back_state::deactivate() noexcept {
     timer_.reset();
     if (entry_.queued()) {
         ready_queue::erase(entry_);
-        release();
+        intrusive_ptr_release(this); // the queue's
     }
     auto cleanups = std::move(cleanups_);
     for (auto& fn : cleanups) {
@@ -104,7 +99,7 @@ std::any switch_back_state::value_despite(std::exception_ptr interruption) {
     if (!active_.load(std::memory_order_acquire) || !fired_.load(std::memory_order_acquire) ||
         !hub_access::retract(*hub_, entry_))
         std::rethrow_exception(std::move(interruption));
-    release(); // the queue's
+    intrusive_ptr_release(this); // the queue's
     if (!defer_interruption(interruption))
         std::rethrow_exception(std::move(interruption));
     if (error_)

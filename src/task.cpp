@@ -99,7 +99,7 @@ void task_record::unqueue_entries() noexcept {
 task_record::~task_record() {
     unqueue_entries();
     if (mailbox != nullptr)
-        mailbox->release();
+        intrusive_ptr_release(mailbox);
 }
 
 std::string const& task_record::name() const {
@@ -152,7 +152,7 @@ void attach_task(task_record* record, std::string name, hub* on) {
     record->number = hub_access::next_task_number(*h);
     hub_access::schedule(*h, record); // deletes it if it throws
     record->mailbox = &hub_access::mailbox(*h);
-    record->mailbox->add_reference();
+    intrusive_ptr_add_ref(record->mailbox);
 }
 
 std::any run_as_task(std::any (*invoke)(void*), void* target) {

@@ -49,19 +49,14 @@ void throw_timeout() { throw timeout("fibers: the operation timed out"); }
 yield_core::yield_core(hub& h, boost::asio::any_io_executor io_executor)
     : hub_(&h), mailbox_(&hub_access::mailbox(h)), waiting_(current_thread_state->current),
       io_executor_(std::move(io_executor)) {
-    mailbox_->add_reference();
+    intrusive_ptr_add_ref(mailbox_);
     entry_.core = this;
     entry_.resumes = waiting_;
     entry_.take = &take_entry;
-    entry_.discard = [](ready_entry& e) noexcept { static_cast<queued_entry&>(e).core->release(); };
+    entry_.discard = [](ready_entry& e) noexcept { intrusive_ptr_release(static_cast<queued_entry&>(e).core); };
 }
 
-yield_core::~yield_core() { mailbox_->release(); }
-
-void yield_core::release() noexcept {
-    if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
-        delete this;
-}
+yield_core::~yield_core() { intrusive_ptr_release(mailbox_); }
 
 void yield_core::complete() noexcept {
     done_.store(true, std::memory_order_release);
@@ -70,7 +65,7 @@ void yield_core::complete() noexcept {
         if (hub_access::push_from_anywhere(*mailbox_, entry_))
             return;
     }
-    release();
+    intrusive_ptr_release(this); // the handler's
 }
 
 resumption yield_core::take_entry(ready_entry& e) {
@@ -82,7 +77,7 @@ resumption yield_core::take_entry(ready_entry& e) {
         self->entry_taken_ = true;
         target = self->waiting_;
     }
-    self->release(); // the queue's
+    intrusive_ptr_release(self); // the queue's
     return {target};
 }
 
@@ -92,7 +87,7 @@ void yield_core::stop_waiting() noexcept {
     // its entry taken back here or turned into a no-op by take_entry.
     waiter_gone_.store(true, std::memory_order_release);
     if (!entry_taken_ && done_.load(std::memory_order_acquire) && hub_access::retract(*hub_, entry_))
-        release(); // the queue's
+        intrusive_ptr_release(this); // the queue's
 }
 
 void yield_core::request_cancel() noexcept {
@@ -104,7 +99,7 @@ void yield_core::request_cancel() noexcept {
         return;
     }
     try {
-        boost::asio::post(io_executor_, [self = counted_reference<yield_core>(this)] {
+        boost::asio::post(io_executor_, [self = boost::intrusive_ptr<yield_core>(this)] {
             self->signal_.emit(boost::asio::cancellation_type::terminal);
         });
     } catch (...) {
@@ -117,7 +112,7 @@ std::exception_ptr yield_core::wait(std::optional<std::chrono::nanoseconds> time
     std::optional<boost::asio::steady_timer> deadline;
     if (timeout) {
         deadline.emplace(h.loop(), *timeout);
-        deadline->async_wait([self = counted_reference<yield_core>(this)](boost::system::error_code const& ec) {
+        deadline->async_wait([self = boost::intrusive_ptr<yield_core>(this)](boost::system::error_code const& ec) {
             if (!ec)
                 yield_core_access::deadline_passed(*self);
         });

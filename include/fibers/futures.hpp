@@ -14,6 +14,9 @@
 #include <fibers/errors.hpp>
 #include <fibers/switchpoint.hpp>
 
+#include <boost/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -59,17 +62,13 @@ struct future_callback {
 
 // What the copies of a future share, and, for work submitted to a pool, the
 // work itself (see work_item): one allocation per submission.
-class future_state {
+class future_state : public boost::intrusive_ref_counter<future_state, boost::thread_safe_counter> {
 public:
     future_state() = default;
     future_state(future_state const&) = delete;
     future_state& operator=(future_state const&) = delete;
-
-    void add_reference() noexcept { references_.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept {
-        if (references_.fetch_sub(1, std::memory_order_acq_rel) == 1)
-            delete this;
-    }
+    // Public for the last intrusive_ptr_release only: the state is counted.
+    virtual ~future_state();
 
     bool done() const noexcept { return status_.load(std::memory_order_acquire) == finished; }
     bool running() const noexcept { return status_.load(std::memory_order_acquire) == started; }
@@ -122,15 +121,11 @@ public:
     virtual void run() {}
     future_state* next_queued = nullptr;
 
-protected:
-    virtual ~future_state();
-
 private:
     enum : std::uint8_t { pending, started, cancelling, finished };
 
     std::atomic<std::uint8_t> status_{pending};
     bool cancelled_ = false;
-    std::atomic<std::uint32_t> references_{1};
     std::mutex mutex_;
     waiter_list waiters_;               // guarded by mutex_
     future_watcher* watchers_ = nullptr; // guarded
@@ -186,7 +181,7 @@ private:
 
 struct future_access {
     template <class T>
-    static future<T> adopt(future_state* s) noexcept {
+    static future<T> share(future_state* s) noexcept {
         future<T> f;
         f.state_ = s;
         return f;
@@ -204,8 +199,7 @@ struct callback_for final : future_callback {
     explicit callback_for(F&& f) : fn(std::forward<F>(f)) {}
     void call(future_state& state) override {
         if constexpr (std::is_invocable_v<Fn&, future<T>>) {
-            state.add_reference();
-            fn(future_access::adopt<T>(&state));
+            fn(future_access::share<T>(&state));
         } else {
             fn();
         }
@@ -268,24 +262,14 @@ public:
     using result_reference = std::conditional_t<std::is_void_v<T>, void, std::add_lvalue_reference_t<T const>>;
 
     future() noexcept = default;
-    future(future const& other) noexcept : state_(other.state_) {
-        if (state_ != nullptr)
-            state_->add_reference();
-    }
-    future(future&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+    future(future const& other) noexcept = default;
+    future(future&& other) noexcept = default;
     /// future<void> from any future: the same state, its value ignored.
     template <class U, class V = T, class = std::enable_if_t<std::is_void_v<V> && !std::is_void_v<U>>>
-    future(future<U> const& other) noexcept : state_(other.state_) {
-        if (state_ != nullptr)
-            state_->add_reference();
-    }
+    future(future<U> const& other) noexcept : state_(other.state_) {}
     future& operator=(future other) noexcept {
-        std::swap(state_, other.state_);
+        state_.swap(other.state_);
         return *this;
-    }
-    ~future() {
-        if (state_ != nullptr)
-            state_->release();
     }
 
     /// Whether the handle refers to a state.
@@ -388,7 +372,7 @@ private:
             return *static_cast<detail::future_value<T>&>(s).value;
     }
 
-    detail::future_state* state_ = nullptr;
+    boost::intrusive_ptr<detail::future_state> state_;
 };
 
 /// What the pools share: submit and map over an `enqueue` of their own.
@@ -405,8 +389,8 @@ public:
         using result = detail::submit_result_t<Fn>;
         static_assert(std::is_invocable_v<std::decay_t<Fn>&>, "submit takes a callable with no arguments: bind them");
         auto* item = new detail::work_item<result, std::decay_t<Fn>>(std::forward<Fn>(fn));
-        item->add_reference(); // one for the pool, one for the future
-        future<result> f = detail::future_access::adopt<result>(item);
+        future<result> f = detail::future_access::share<result>(item);
+        intrusive_ptr_add_ref(item); // the pool's, until the work has run or been cancelled
         enqueue(item);
         return f;
     }

@@ -11,6 +11,8 @@
 #include <fibers/hub.hpp>
 
 #include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
 
 #include <any>
 #include <atomic>
@@ -30,15 +32,14 @@ namespace fibers {
 namespace detail {
 
 // What the copies of a switch_back share.
-class switch_back_state {
+class switch_back_state : public boost::intrusive_ref_counter<switch_back_state, boost::thread_safe_counter> {
 public:
     // Made in the running fiber (the origin), on its thread's hub.
     explicit switch_back_state(std::optional<std::chrono::nanoseconds> timeout);
     switch_back_state(switch_back_state const&) = delete;
     switch_back_state& operator=(switch_back_state const&) = delete;
-
-    void add_reference() noexcept { references_.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept;
+    // Public for the last intrusive_ptr_release only: the state is counted.
+    ~switch_back_state();
 
     // Resumes the origin with `value` or `error` in the hub, unless an
     // earlier call (or the timeout) did, or the origin's object is gone.
@@ -61,12 +62,10 @@ public:
     hub& owner() const noexcept { return *hub_; }
 
 private:
-    ~switch_back_state();
     void fire_timeout();
     static resumption take_entry(ready_entry& e);
     static void discard_entry(ready_entry& e) noexcept;
 
-    std::atomic<std::uint32_t> references_{1};
     std::atomic<bool> fired_{false};
     std::atomic<bool> active_{true};
     std::atomic<bool> timed_out_{false};
@@ -107,19 +106,14 @@ public:
         : state_(new detail::switch_back_state(detail::saturated_nanoseconds(timeout))),
           owns_(true) {}
 
-    switch_back(switch_back const& other) noexcept : state_(other.state_), owns_(false) {
-        state_->add_reference();
-    }
+    switch_back(switch_back const& other) noexcept : state_(other.state_), owns_(false) {}
     switch_back(switch_back&& other) noexcept
-        : state_(std::exchange(other.state_, nullptr)), owns_(std::exchange(other.owns_, false)) {}
+        : state_(std::move(other.state_)), owns_(std::exchange(other.owns_, false)) {}
     switch_back& operator=(switch_back const&) = delete;
     switch_back& operator=(switch_back&&) = delete;
     ~switch_back() {
-        if (state_ == nullptr)
-            return;
         if (owns_)
             state_->deactivate();
-        state_->release();
     }
 
     /// The completion: resumes the origin, whose hub.switch_to() returns
@@ -160,7 +154,7 @@ public:
     fiber origin() const noexcept { return state_->origin(); }
 
 private:
-    detail::switch_back_state* state_;
+    boost::intrusive_ptr<detail::switch_back_state> state_;
     bool owns_;
 };
 

@@ -23,6 +23,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -95,7 +97,8 @@ inline void report_error(boost::system::error_code const& ec, yield_t const& tok
 
 // What the waiting fiber and the completion handler share. On the heap: the
 // handler may outlive the fiber's frame (the fiber unwound while waiting).
-class yield_core {
+// Counted: the waiting fiber holds one reference, the handler the other.
+class yield_core : public boost::intrusive_ref_counter<yield_core, boost::thread_safe_counter> {
 public:
     yield_core(hub& h, boost::asio::any_io_executor io_executor);
     yield_core(yield_core const&) = delete;
@@ -110,10 +113,7 @@ public:
     // defer once it has seen the result.
     std::exception_ptr wait(std::optional<std::chrono::nanoseconds> timeout);
     bool timed_out() const noexcept { return timed_out_; }
-    void add_reference() noexcept { references_.fetch_add(1, std::memory_order_relaxed); }
-    void release() noexcept;
-
-protected:
+    // Public for the last intrusive_ptr_release only: the core is counted.
     virtual ~yield_core();
 
 private:
@@ -123,7 +123,6 @@ private:
     void stop_waiting() noexcept;
     static resumption take_entry(ready_entry& e);
 
-    std::atomic<std::uint32_t> references_{2}; // the waiting fiber's and the handler's
     std::atomic<bool> done_{false};
     std::atomic<bool> waiter_gone_{false};
     bool timed_out_ = false;
@@ -154,25 +153,23 @@ class yield_handler {
 public:
     using cancellation_slot_type = boost::asio::cancellation_slot;
 
-    explicit yield_handler(typed_yield_core<std::decay_t<Args>...>* core) noexcept : core_(core) {}
-    yield_handler(yield_handler&& other) noexcept : core_(std::exchange(other.core_, nullptr)) {}
+    // Destroyed unrun (its io_context went away), it drops its reference.
+    explicit yield_handler(boost::intrusive_ptr<typed_yield_core<std::decay_t<Args>...>> core) noexcept
+        : core_(std::move(core)) {}
+    yield_handler(yield_handler&& other) noexcept = default;
     yield_handler(yield_handler const&) = delete;
     yield_handler& operator=(yield_handler const&) = delete;
-    ~yield_handler() {
-        if (core_ != nullptr) // destroyed unrun: its io_context went away
-            core_->release();
-    }
 
     cancellation_slot_type get_cancellation_slot() const noexcept { return core_->slot(); }
 
     void operator()(Args... args) {
-        auto* core = std::exchange(core_, nullptr);
+        auto* core = core_.detach(); // complete() hands the reference on to the hub's queue
         core->result.emplace(std::forward<Args>(args)...);
         core->complete();
     }
 
 private:
-    typed_yield_core<std::decay_t<Args>...>* core_;
+    boost::intrusive_ptr<typed_yield_core<std::decay_t<Args>...>> core_;
 };
 
 template <class... Args>
@@ -252,11 +249,8 @@ public:
     static return_type initiate(Initiation&& initiation, fibers::yield_t token, InitArgs&&... args) {
         using core_type = fibers::detail::typed_yield_core<std::decay_t<Args>...>;
         fibers::hub& h = fibers::detail::hub_to_wait_on(); // a switchpoint: before anything starts
-        auto* core = new core_type(h, fibers::detail::executor_of(initiation, h));
-        struct waiter_reference {
-            core_type* core;
-            ~waiter_reference() { core->release(); }
-        } keep{core};
+        // The waiting fiber's reference; the handler takes the other.
+        boost::intrusive_ptr<core_type> const core(new core_type(h, fibers::detail::executor_of(initiation, h)));
         std::move(initiation)(fibers::detail::yield_handler<Args...>(core), std::forward<InitArgs>(args)...);
         std::exception_ptr interruption;
         {

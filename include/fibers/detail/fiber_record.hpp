@@ -113,6 +113,9 @@ public:
     // it, null otherwise: one compare on the inline switch path covers the
     // thread, the status and the restriction below.
     void const* switch_key = nullptr;
+    // Hand-counted, not an intrusive_ref_counter: the last reference to a
+    // suspended fiber unwinds it rather than deleting it, the root's two go
+    // at once (fetch_sub(2)), and handles read the count they left.
     std::atomic<std::uint32_t> references{1};
     std::atomic<fiber_status> status{fiber_status::created};
     bool is_root = false;
