@@ -203,16 +203,16 @@ inline void landed(fiber_record* self, fiber_record* from) noexcept {
 
 // The library's own switch: the header's fast path, plus the sanitizer
 // annotations in builds that have them.
-FIBERS_ALWAYS_INLINE std::any switch_here(thread_state& ts, fiber_record* target) {
+FIBERS_ALWAYS_INLINE std::any switch_annotated(thread_state& ts, fiber_record* target) {
 #if FIBERS_SANITIZED
     fiber_record* self = ts.current;
     hand_over_exceptions(ts, self, target);
     ts.current = target;
     ctx::transfer_t transfer = jump(self, target, false);
     landed(self, static_cast<fiber_record*>(transfer.data));
-    return arrive_fast(ts, transfer);
+    return arrive(ts, transfer);
 #else
-    return switch_fast(ts, target);
+    return switch_inline(ts, target);
 #endif
 }
 
@@ -223,7 +223,7 @@ void fiber_entry(ctx::transfer_t from) noexcept {
     std::any result;
     std::exception_ptr error;
     try {
-        arrive_fast(ts, from); // the first switch carries no value
+        arrive(ts, from); // the first switch carries no value
         result = self->run();
     } catch (...) {
         error = std::current_exception();
@@ -384,9 +384,9 @@ void fatal(char const* message) noexcept {
     std::abort();
 }
 
-std::any thread_state::switch_into(fiber_record* target) { return switch_here(*this, target); }
+std::any thread_state::switch_unchecked(fiber_record* target) { return switch_annotated(*this, target); }
 
-std::any thread_state::arrive_slowly(fiber_record* from) {
+std::any thread_state::arrive_with_care(fiber_record* from) {
     // Ending or unwinding `from` may switch again: take our message first.
     arrival_needs_care = false;
     std::exception_ptr e = std::exchange(incoming_error, nullptr);
@@ -493,7 +493,7 @@ void thread_state::unwind(fiber_record* victim) noexcept {
         incoming_value = &nothing;
         incoming_error = std::make_exception_ptr(forced_unwind{});
         arrival_needs_care = true;
-        switch_into(victim);
+        switch_unchecked(victim);
         swallowed = true;
     } catch (forced_unwind const&) {
     } catch (...) {
@@ -579,7 +579,7 @@ void attach_new_fiber(fiber_record* record, fiber_record* parent) {
     ts.link_live(owned.release());
 }
 
-std::any switch_to_checked(fiber_record* target, std::any* value) {
+std::any switch_checked(fiber_record* target, std::any* value) {
     thread_state& ts = state();
     check_switch(ts, target);
     if (target->status.load(std::memory_order_relaxed) == fiber_status::created) {
@@ -588,7 +588,7 @@ std::any switch_to_checked(fiber_record* target, std::any* value) {
         ts.start(target);
     }
     ts.incoming_value = value;
-    return switch_here(ts, target);
+    return switch_annotated(ts, target);
 }
 
 #if FIBERS_ASAN
@@ -649,7 +649,7 @@ std::any fiber::throw_to(std::exception_ptr e) {
     ts.incoming_value = &nothing;
     ts.incoming_error = std::move(e);
     ts.arrival_needs_care = true;
-    return detail::switch_here(ts, target);
+    return detail::switch_annotated(ts, target);
 }
 
 bool fiber::is_alive() const noexcept {

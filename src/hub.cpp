@@ -238,7 +238,7 @@ bool hub_access::push_from_anywhere(hub_mailbox& m, ready_entry& e) noexcept {
     return true;
 }
 
-std::any resume_slowly(thread_state& ts, resumption& r) {
+std::any resume_out_of_line(thread_state& ts, resumption& r) {
     fiber_record* target = r.target;
     if (target->status.load(std::memory_order_relaxed) == fiber_status::created) {
         if (r.error) // as python-fibers: it ends at once, with the error
@@ -251,7 +251,7 @@ std::any resume_slowly(thread_state& ts, resumption& r) {
         ts.incoming_error = std::move(r.error);
         ts.arrival_needs_care = true;
     }
-    return ts.switch_into(target);
+    return ts.switch_unchecked(target);
 }
 
 scheduled_fiber::~scheduled_fiber() {
@@ -384,7 +384,7 @@ poller& hub::poll() {
     return *poller_;
 }
 
-std::any hub::switch_to_slowly() {
+std::any hub::switch_to_checked() {
     hub_access::check_may_wait(*this); // throws: the inline path takes every valid call
     return fiber_.switch_to();
 }
@@ -458,7 +458,7 @@ void hub::dispatch_until_closed() {
             if (entry->take != nullptr) {
                 detail::resumption r = entry->take(*entry);
                 if (r.target != record_ && has_fiber_to_resume(r))
-                    detail::resume(ts, r);
+                    detail::resume_inline(ts, r);
             } else {
                 entry->run(*entry);
             }

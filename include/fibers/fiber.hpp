@@ -176,12 +176,12 @@ struct fiber_access {
 FIBERS_ALWAYS_INLINE std::any fiber::switch_to(std::any value) {
 #if !FIBERS_SANITIZED
     detail::thread_state* ts = detail::current_thread_state;
-    if (FIBERS_LIKELY(ts != nullptr && detail::may_switch_fast(*ts, record_))) {
+    if (FIBERS_LIKELY(ts != nullptr && detail::may_switch_inline(*ts, record_))) {
         ts->incoming_value = &value;
-        return detail::switch_fast(*ts, record_);
+        return detail::switch_inline(*ts, record_);
     }
 #endif
-    return detail::switch_to_checked(record_, &value);
+    return detail::switch_checked(record_, &value);
 }
 
 } // namespace fibers

@@ -38,18 +38,18 @@ void give_turn(hub& h);
 // The switches the hub dispatches: inline, so that the resumed fiber
 // continues in its caller's code (see thread_state.hpp). A first switch to
 // a fiber, an error to raise, and sanitizer builds go through the library.
-std::any resume_slowly(thread_state& ts, resumption& r);
+std::any resume_out_of_line(thread_state& ts, resumption& r);
 
-FIBERS_ALWAYS_INLINE std::any resume(thread_state& ts, resumption& r) {
+FIBERS_ALWAYS_INLINE std::any resume_inline(thread_state& ts, resumption& r) {
 #if !FIBERS_SANITIZED
     if (FIBERS_LIKELY(r.error == nullptr &&
                       r.target->status.load(std::memory_order_relaxed) == fiber_status::started)) {
         std::any nothing;
         ts.incoming_value = r.value != nullptr ? r.value : &nothing;
-        return switch_fast(ts, r.target);
+        return switch_inline(ts, r.target);
     }
 #endif
-    return resume_slowly(ts, r);
+    return resume_out_of_line(ts, r);
 }
 
 // A resumption of the running fiber itself: nothing to switch.
@@ -219,7 +219,7 @@ private:
         return r.target != nullptr && r.target->status.load(std::memory_order_relaxed) != detail::fiber_status::ended;
     }
     void post(detail::ready_entry* owned_entry);
-    std::any switch_to_slowly();
+    std::any switch_to_checked();
     void run_loop();
     void dispatch_until_closed();
     // Runs the io_context's handlers: waits for one (`block`), or runs those
@@ -283,7 +283,7 @@ FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
     // assert_no_switchpoints: one compare for both checks.
     if (FIBERS_UNLIKELY(ts == nullptr || ts->switch_key != thread_->anchor || ts->current == record_ ||
                         state_.load(std::memory_order_relaxed) != hub_state::open))
-        return switch_to_slowly();
+        return switch_to_checked();
     // Until the hub fiber runs, a task would end into the root rather than
     // into it: hand-offs start once it has.
     while (detail::ready_entry* e = loop_running_ ? next_to_dispatch(false) : nullptr) {
@@ -292,7 +292,7 @@ FIBERS_ALWAYS_INLINE std::any hub::switch_to() {
             continue;
         if (r.target == ts->current)
             return detail::take_own(r);
-        return detail::resume(*ts, r);
+        return detail::resume_inline(*ts, r);
     }
     return fiber_.switch_to();
 }

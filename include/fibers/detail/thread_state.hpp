@@ -73,9 +73,9 @@ public:
     // Runs `target` (started and suspended, checked by the caller) with the
     // message already set; returns the message that resumes the caller, or
     // throws its exception.
-    std::any switch_into(fiber_record* target);
+    std::any switch_unchecked(fiber_record* target);
     // The rare part of arriving, when arrival_needs_care is set.
-    std::any arrive_slowly(fiber_record* from);
+    std::any arrive_with_care(fiber_record* from);
     // Allocates the stack of a created fiber; the fiber holds a reference to
     // itself from here until it ends.
     void start(fiber_record* target);
@@ -101,11 +101,11 @@ extern __thread thread_state* current_thread_state FIBERS_INITIAL_EXEC_TLS;
 
 // switch_to with every check, the thread state made if needed, the fiber
 // started if needed. Throws the errors of fiber::switch_to.
-std::any switch_to_checked(fiber_record* target, std::any* value);
+std::any switch_checked(fiber_record* target, std::any* value);
 
 // Whether the inline path may switch to `target` now: a suspended fiber of
 // this thread that anyone may switch to, outside assert_no_switchpoints.
-FIBERS_ALWAYS_INLINE bool may_switch_fast(thread_state const& ts, fiber_record const* target) noexcept {
+FIBERS_ALWAYS_INLINE bool may_switch_inline(thread_state const& ts, fiber_record const* target) noexcept {
     return target != nullptr && target->switch_key == ts.switch_key && target != ts.current;
 }
 
@@ -116,20 +116,20 @@ FIBERS_ALWAYS_INLINE void hand_over_exceptions(thread_state& ts, fiber_record* f
 }
 
 // Right after a jump lands in the caller: `transfer` names who jumped here.
-FIBERS_ALWAYS_INLINE std::any arrive_fast(thread_state& ts, boost::context::detail::transfer_t transfer) {
+FIBERS_ALWAYS_INLINE std::any arrive(thread_state& ts, boost::context::detail::transfer_t transfer) {
     auto* from = static_cast<fiber_record*>(transfer.data);
     from->context = transfer.fctx;
     if (FIBERS_UNLIKELY(ts.arrival_needs_care))
-        return ts.arrive_slowly(from);
+        return ts.arrive_with_care(from);
     return std::move(*ts.incoming_value);
 }
 
 // Suspends the running fiber and resumes `target` with the message set.
-FIBERS_ALWAYS_INLINE std::any switch_fast(thread_state& ts, fiber_record* target) {
+FIBERS_ALWAYS_INLINE std::any switch_inline(thread_state& ts, fiber_record* target) {
     fiber_record* self = ts.current;
     hand_over_exceptions(ts, self, target);
     ts.current = target;
-    return arrive_fast(ts, jump_to(target->context, self));
+    return arrive(ts, jump_to(target->context, self));
 }
 
 } // namespace fibers::detail
