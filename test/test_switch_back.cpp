@@ -1087,18 +1087,28 @@ BOOST_AUTO_TEST_CASE(a_value_that_came_before_the_cancel_is_returned) {
     });
 }
 
+namespace {
+
+// Waits on `sb` while another task throws "stray" into the caller through
+// `stray`, then gives `sb` 5: the wait returns 5 and defers the exception.
+int value_after_a_stray_exception(switch_back<int>& sb, switch_back<>& stray) {
+    fibers::spawn([&] {
+        stray.throw_to(std::make_exception_ptr(std::runtime_error("stray")));
+        sb(5);
+    });
+    auto [v] = sb.wait();
+    return v;
+}
+
+} // namespace
+
 // Any exception thrown into a waiting fiber follows the rule, in the root
 // fiber too: a stray switch_back's throw_to lands after the value came.
 BOOST_AUTO_TEST_CASE(a_stray_exception_after_the_value_came_is_thrown_at_the_next_wait) {
     on_new_thread([] {
         switch_back<int> sb;
         switch_back<> stray;
-        fibers::spawn([&] {
-            stray.throw_to(std::make_exception_ptr(std::runtime_error("stray")));
-            sb(5);
-        });
-        auto [v] = sb.wait();
-        BOOST_TEST(v == 5);
+        BOOST_TEST(value_after_a_stray_exception(sb, stray) == 5);
         BOOST_TEST(fibers_test::what_a_sleep_does(10ms) == "threw stray");
         BOOST_TEST(fibers_test::what_a_sleep_does(10ms) == "slept");
     });
@@ -1115,12 +1125,7 @@ BOOST_AUTO_TEST_CASE(a_deferred_exception_goes_with_a_fiber_that_ends_first) {
             fibers::spawn([&] {
                 switch_back<int> sb;
                 switch_back<> stray;
-                fibers::spawn([&] {
-                    stray.throw_to(std::make_exception_ptr(std::runtime_error("stray")));
-                    sb(5);
-                });
-                auto [v] = sb.wait();
-                got += v;
+                got += value_after_a_stray_exception(sb, stray);
             });
             while (got != 5 * round)
                 fibers::sleep(0s);
@@ -1137,12 +1142,7 @@ BOOST_AUTO_TEST_CASE(a_deferred_exception_goes_with_a_hub_that_closes) {
     on_new_thread([] {
         switch_back<int> sb;
         switch_back<> stray;
-        fibers::spawn([&] {
-            stray.throw_to(std::make_exception_ptr(std::runtime_error("stray")));
-            sb(5);
-        });
-        auto [v] = sb.wait();
-        BOOST_TEST(v == 5);
+        BOOST_TEST(value_after_a_stray_exception(sb, stray) == 5);
         fibers::get_hub().close();
     });
 }
