@@ -65,7 +65,7 @@ void log_callback_exception() noexcept { log_current_exception("exception in a h
 
 bool hub_access::retract(hub& h, ready_entry& e) noexcept {
     if (e.queued()) {
-        ready_queue::erase(e);
+        e.unqueue();
         return true;
     }
     hub_mailbox& m = mailbox(h);
@@ -118,9 +118,7 @@ public:
     }
 
     void fiber_ended(fiber_record&) noexcept override {
-        if (carrier_.queued())
-            ready_queue::erase(carrier_);
-        delete this;
+        delete this; // its carrier unqueues itself
     }
 
 private:
@@ -520,7 +518,7 @@ void hub::wait_for_work() {
         bool work_came = false;
         do {
             run_io_handlers(false);
-            work_came = ready_.front() != nullptr || mailbox_->pending.load(std::memory_order_acquire) ||
+            work_came = !ready_.empty() || mailbox_->pending.load(std::memory_order_acquire) ||
                         state_.load(std::memory_order_relaxed) != hub_state::open;
         } while (!work_came && clock::now() < until);
         // A push that came as the spin ended posted no wake: look once more

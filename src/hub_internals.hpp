@@ -83,7 +83,7 @@ struct hub_access {
     static void count_stall(hub& h) noexcept { h.stalls_.fetch_add(1, std::memory_order_relaxed); }
     // Nothing in the run queue, the mailbox or the thread's handed-back references.
     static bool nothing_queued(hub const& h) noexcept {
-        return h.ready_.front() == nullptr && !h.mailbox_->pending.load(std::memory_order_acquire) &&
+        return h.ready_.empty() && !h.mailbox_->pending.load(std::memory_order_acquire) &&
                !h.thread_->anchor->has_orphans.load(std::memory_order_acquire);
     }
     // On the hub's thread: runs `e` in a coming iteration.

@@ -73,7 +73,7 @@ void switch_back_state::deactivate() noexcept {
     // it only holds a reference.
     timer_.reset();
     if (entry_.queued()) {
-        ready_queue::erase(entry_);
+        entry_.unqueue();
         intrusive_ptr_release(this); // the queue's
     }
     auto cleanups = std::move(cleanups_);

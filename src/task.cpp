@@ -29,8 +29,7 @@ resumption take_cancel(ready_entry& e) {
     switch (t->status.load(std::memory_order_relaxed)) {
     case fiber_status::created:
         // It has not run: start it now; it sees the request before its target.
-        if (t->start_entry.queued())
-            ready_queue::erase(t->start_entry);
+        t->start_entry.unqueue();
         return {t};
     case fiber_status::started:
         t->cancel_requested = false;
@@ -62,8 +61,6 @@ struct stack_joiner final : join_waiter {
     }
     ~stack_joiner() {
         unlink(task.first_joiner);
-        if (resume_entry.queued())
-            ready_queue::erase(resume_entry);
     }
     void wake() noexcept override {
         if (task.owner != nullptr && hub_access::is_open(*task.owner))
@@ -90,14 +87,11 @@ task_record::task_record() noexcept {
 }
 
 void task_record::unqueue_entries() noexcept {
-    if (start_entry.queued())
-        ready_queue::erase(start_entry);
-    if (cancel_entry.queued())
-        ready_queue::erase(cancel_entry);
+    start_entry.unqueue();
+    cancel_entry.unqueue();
 }
 
 task_record::~task_record() {
-    unqueue_entries();
     if (mailbox != nullptr)
         intrusive_ptr_release(mailbox);
 }

@@ -313,10 +313,6 @@ struct yield_entry final : ready_entry {
     }
     yield_entry(yield_entry const&) = delete;
     yield_entry& operator=(yield_entry const&) = delete;
-    ~yield_entry() {
-        if (queued())
-            ready_queue::erase(*this);
-    }
 };
 
 FIBERS_ALWAYS_INLINE void give_turn(hub& h) {

@@ -8,11 +8,13 @@
 //
 // Entries are intrusive and most live inside the object that queued them
 // (a waiting fiber's frame, a switch_back's state, a task), so that a
-// resumption allocates nothing. Such an object unlinks its entry when it
-// goes away first: the list is doubly linked for that, and touched only on
-// the hub's thread.
+// resumption allocates nothing. An entry that goes away while queued
+// unlinks itself (an auto-unlink hook); the queue is touched only on the
+// hub's thread.
 
 #include <fibers/detail/config.hpp>
+
+#include <boost/intrusive/list.hpp>
 
 #include <any>
 #include <cstddef>
@@ -36,9 +38,7 @@ struct resumption {
 
 // One of two kinds, so that most entries can be dispatched by any fiber
 // that waits on the hub, without a trip through the hub fiber:
-struct ready_entry {
-    ready_entry* prev = nullptr;
-    ready_entry* next = nullptr;
+struct ready_entry : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
     // A callback: runs in the hub fiber, once unlinked. May destroy the entry.
     void (*run)(ready_entry& self) = nullptr;
     // Or a resumption: does the entry's bookkeeping, once unlinked, and says
@@ -52,7 +52,9 @@ struct ready_entry {
     // here rather than in a field of their own, so it costs no store more.
     fiber_record* resumes = nullptr;
 
-    bool queued() const noexcept { return prev != nullptr; }
+    bool queued() const noexcept { return is_linked(); }
+    // Takes the entry out of its queue, if it is in one.
+    void unqueue() noexcept { unlink(); }
 };
 
 // The rule for an exception thrown into a waiting fiber (task::cancel's
@@ -68,42 +70,32 @@ bool defer_interruption(std::exception_ptr const& e) noexcept;
 
 class ready_queue {
 public:
-    ready_queue() noexcept { head_.prev = head_.next = &head_; }
+    ready_queue() = default;
     ready_queue(ready_queue const&) = delete;
     ready_queue& operator=(ready_queue const&) = delete;
 
-    bool empty() const noexcept { return head_.next == &head_; }
-    ready_entry* front() const noexcept { return head_.next != &head_ ? head_.next : nullptr; }
+    bool empty() const noexcept { return entries_.empty(); }
+    ready_entry* front() noexcept { return entries_.empty() ? nullptr : &entries_.front(); }
 
-    void push_back(ready_entry& e) noexcept {
-        e.prev = head_.prev;
-        e.next = &head_;
-        head_.prev->next = &e;
-        head_.prev = &e;
-    }
+    void push_back(ready_entry& e) noexcept { entries_.push_back(e); }
 
     ready_entry* pop_front() noexcept {
-        ready_entry* e = head_.next;
-        if (e == &head_)
+        if (entries_.empty())
             return nullptr;
-        erase(*e);
-        return e;
+        ready_entry& e = entries_.front();
+        entries_.pop_front();
+        return &e;
     }
 
     template <class Each>
     void for_each(Each&& each) const {
-        for (ready_entry const* e = head_.next; e != &head_; e = e->next)
-            each(*e);
-    }
-
-    static void erase(ready_entry& e) noexcept {
-        e.prev->next = e.next;
-        e.next->prev = e.prev;
-        e.prev = e.next = nullptr;
+        for (ready_entry const& e : entries_)
+            each(e);
     }
 
 private:
-    ready_entry head_;
+    // Without a size: an entry unlinks itself, unknown to the queue.
+    boost::intrusive::list<ready_entry, boost::intrusive::constant_time_size<false>> entries_;
 };
 
 } // namespace fibers::detail
