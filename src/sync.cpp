@@ -181,8 +181,8 @@ bool lock_core::may_block_unwinding() const noexcept {
         return false;
     if (is_fiber_of_this_thread(state_.load(std::memory_order_relaxed) & ~contended))
         return false;
-    for (waiter const* w = waiters_.front(); w != nullptr; w = w->next())
-        if (is_fiber_of_this_thread(reinterpret_cast<std::uintptr_t>(w->payload)))
+    for (waiter const& w : waiters_)
+        if (is_fiber_of_this_thread(reinterpret_cast<std::uintptr_t>(w.payload)))
             return false;
     return true;
 }

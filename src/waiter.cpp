@@ -25,31 +25,11 @@ void waiter::wake() noexcept {
 }
 
 void waiter_list::push_back(waiter& w) noexcept {
-    w.list_ = this;
     w.woken_ = false;
-    w.next_ = nullptr;
-    w.prev_ = last_;
-    if (last_ != nullptr)
-        last_->next_ = &w;
-    else
-        first_ = &w;
-    last_ = &w;
-    ++size_;
+    waiters_.push_back(w);
 }
 
-void waiter_list::unlink(waiter& w) noexcept {
-    if (w.prev_ != nullptr)
-        w.prev_->next_ = w.next_;
-    else
-        first_ = w.next_;
-    if (w.next_ != nullptr)
-        w.next_->prev_ = w.prev_;
-    else
-        last_ = w.prev_;
-    w.next_ = w.prev_ = nullptr;
-    w.list_ = nullptr;
-    --size_;
-}
+void waiter_list::unlink(waiter& w) noexcept { waiters_.erase(waiters_.iterator_to(w)); }
 
 void waiter_list::wake(waiter& w) noexcept {
     unlink(w);
@@ -57,9 +37,9 @@ void waiter_list::wake(waiter& w) noexcept {
 }
 
 bool waiter_list::wake_one() noexcept {
-    if (first_ == nullptr)
+    if (waiters_.empty())
         return false;
-    wake(*first_);
+    wake(waiters_.front());
     return true;
 }
 

@@ -20,6 +20,8 @@
 #include <fibers/detail/duration.hpp>
 #include <fibers/detail/ready_queue.hpp>
 
+#include <boost/intrusive/list.hpp>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -59,9 +61,7 @@ public:
     waiter(waiter const&) = delete;
     waiter& operator=(waiter const&) = delete;
 
-    bool linked() const noexcept { return list_ != nullptr; }
-    // The waiter after this one in its list (read with the list's mutex held).
-    waiter* next() const noexcept { return next_; }
+    bool linked() const noexcept { return hook_.is_linked(); }
     // A waker unlinked it (rather than its deadline or an exception).
     bool woken() const noexcept { return woken_; }
 
@@ -88,9 +88,8 @@ private:
         }
     };
 
-    waiter* next_ = nullptr;
-    waiter* prev_ = nullptr;
-    waiter_list* list_ = nullptr;
+    // Safe-link: a waiter destroyed while listed is caught in debug builds.
+    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> hook_;
     bool woken_ = false;
     // One of the three, set for the wait.
     hub* home_ = nullptr;
@@ -107,9 +106,12 @@ public:
     waiter_list(waiter_list const&) = delete;
     waiter_list& operator=(waiter_list const&) = delete;
 
-    bool empty() const noexcept { return first_ == nullptr; }
-    std::size_t size() const noexcept { return size_; }
-    waiter* front() const noexcept { return first_; }
+    bool empty() const noexcept { return waiters_.empty(); }
+    std::size_t size() const noexcept { return waiters_.size(); }
+    waiter* front() noexcept { return waiters_.empty() ? nullptr : &waiters_.front(); }
+    // First come first.
+    auto begin() const noexcept { return waiters_.begin(); }
+    auto end() const noexcept { return waiters_.end(); }
 
     // Unlinks the first waiter and wakes it; false if there was none.
     bool wake_one() noexcept;
@@ -160,9 +162,8 @@ private:
     static void done_despite(std::exception_ptr const& interruption);
     void unlink(waiter& w) noexcept;
 
-    waiter* first_ = nullptr;
-    waiter* last_ = nullptr;
-    std::size_t size_ = 0;
+    boost::intrusive::list<waiter, boost::intrusive::member_hook<waiter, decltype(waiter::hook_), &waiter::hook_>>
+        waiters_;
 };
 
 } // namespace fibers::detail
