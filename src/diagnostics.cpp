@@ -402,25 +402,17 @@ std::string describe_waits(thread_state const& ts) {
     return out;
 }
 
+using thread_list = newest_first_list<thread_state, &thread_state::newer_thread, &thread_state::older_thread>;
+
 void register_thread(thread_state& ts) noexcept {
     ts.os_thread_id = ::syscall(SYS_gettid);
     flag_guard guard(threads_busy);
-    ts.older_thread = newest_thread;
-    ts.newer_thread = nullptr;
-    if (newest_thread != nullptr)
-        newest_thread->newer_thread = &ts;
-    newest_thread = &ts;
+    thread_list::link(newest_thread, &ts);
 }
 
 void unregister_thread(thread_state& ts) noexcept {
     flag_guard guard(threads_busy);
-    if (ts.newer_thread != nullptr)
-        ts.newer_thread->older_thread = ts.older_thread;
-    else
-        newest_thread = ts.older_thread;
-    if (ts.older_thread != nullptr)
-        ts.older_thread->newer_thread = ts.newer_thread;
-    ts.older_thread = ts.newer_thread = nullptr;
+    thread_list::unlink(newest_thread, &ts);
 }
 
 } // namespace fibers::detail

@@ -55,6 +55,8 @@ std::string describe_exception(std::exception_ptr const& e);
 void log_current_exception(char const* where) noexcept;
 
 // A doubly linked list through two members of its items, newest first.
+// Not Boost.Intrusive, for the lists of live fibers and of threads only: a
+// signal handler and gdb walk them, by member name, to a null end.
 template <class T, T* T::*Newer, T* T::*Older>
 struct newest_first_list {
     static void link(T*& newest, T* item) noexcept {

@@ -188,7 +188,7 @@ bool defer_interruption(std::exception_ptr const& e) noexcept {
     return true;
 }
 
-bool take_due_interruption(fiber_record* f) noexcept {
+bool take_due_interruption_from_hooks(fiber_record* f) noexcept {
     interruption_deferral* deferral = interruption_deferral::of(f);
     if (deferral == nullptr || !deferral->due)
         return false;
@@ -575,7 +575,8 @@ void hub::shut_down() noexcept {
         poller_->close();
     // Every task of this hub ends: started ones are unwound, newest first;
     // ones that never ran are discarded with their targets.
-    while (detail::scheduled_fiber* f = newest_scheduled_) {
+    while (!scheduled_.empty()) {
+        detail::scheduled_fiber* f = &scheduled_.front();
         detail::add_reference(f);
         if (f->status.load(std::memory_order_relaxed) == detail::fiber_status::created) {
             ts.discard_unstarted(f);
@@ -583,7 +584,7 @@ void hub::shut_down() noexcept {
         } else if (ts.is_suspended(f)) {
             ts.unwind(f);
         }
-        if (newest_scheduled_ == f)
+        if (!scheduled_.empty() && &scheduled_.front() == f)
             hub_access::release(*this, f);
         ts.release_here(f);
     }
@@ -595,17 +596,11 @@ void hub::shut_down() noexcept {
     io_.stop();
 }
 
-using scheduled_list = detail::newest_first_list<detail::scheduled_fiber, &detail::scheduled_fiber::newer_scheduled,
-                                                 &detail::scheduled_fiber::older_scheduled>;
-
-void hub::link_scheduled(detail::scheduled_fiber* f) noexcept {
-    scheduled_list::link(newest_scheduled_, f);
-    f->in_hub_list = true;
-}
+void hub::link_scheduled(detail::scheduled_fiber* f) noexcept { scheduled_.push_front(*f); }
 
 void hub::unlink_scheduled(detail::scheduled_fiber* f) noexcept {
-    if (std::exchange(f->in_hub_list, false))
-        scheduled_list::unlink(newest_scheduled_, f);
+    if (f->scheduled_hook.is_linked())
+        scheduled_.erase(scheduled_.iterator_to(*f));
 }
 
 void hub::forget_anchor_wake() noexcept {
@@ -619,9 +614,9 @@ void hub::forget_anchor_wake() noexcept {
 void hub::detach_everything() noexcept {
     stop_watchdog();
     forget_anchor_wake();
-    for (detail::scheduled_fiber* f = newest_scheduled_; f != nullptr; f = f->older_scheduled)
-        f->owner = nullptr;
-    newest_scheduled_ = nullptr;
+    for (detail::scheduled_fiber& f : scheduled_)
+        f.owner = nullptr;
+    scheduled_.clear();
     stop_accepting();
     state_.store(hub_state::closed, std::memory_order_release);
 }

@@ -63,9 +63,12 @@ struct self_renewing_interruption {
 
 // An interruption deferred for `f` (see defer_interruption) was due at its
 // next yield operation: it is no longer, and the answer is true. Only a
-// fiber with end hooks can have one: test that inline first.
-bool take_due_interruption(fiber_record* f) noexcept;
-inline bool may_have_due_interruption(fiber_record const* f) noexcept { return !f->end_hooks.empty(); }
+// fiber with end hooks can have one, so that much is tested inline: the
+// search of the hooks is out of line.
+bool take_due_interruption_from_hooks(fiber_record* f) noexcept;
+inline bool take_due_interruption(fiber_record* f) noexcept {
+    return FIBERS_UNLIKELY(!f->end_hooks.empty()) && take_due_interruption_from_hooks(f);
+}
 
 struct hub_access {
     static thread_state& thread(hub const& h) noexcept { return *h.thread_; }

@@ -169,8 +169,7 @@ resumption scope_state::take_entry(ready_entry& e) {
         covered->status.load(std::memory_order_relaxed) != fiber_status::started)
         return {};
     self->in_flight_.store(true, std::memory_order_release);
-    if (may_have_due_interruption(covered))
-        take_due_interruption(covered); // delivered now, whether or not it was
+    take_due_interruption(covered); // delivered now, whether or not it was
     boost::intrusive_ptr<scope_token> token(new scope_token(self.get()));
     std::exception_ptr error = self->fired() == deadline_passed
                                    ? std::make_exception_ptr(scope_timeout(std::move(token)))

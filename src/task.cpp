@@ -33,8 +33,7 @@ resumption take_cancel(ready_entry& e) {
         return {t};
     case fiber_status::started:
         t->cancel_requested = false;
-        if (may_have_due_interruption(t))
-            take_due_interruption(t); // delivered now, whether or not it was
+        take_due_interruption(t); // delivered now, whether or not it was
         return {t, nullptr, std::make_exception_ptr(task_cancellation(t->cancel_message, t))};
     case fiber_status::ended:
         break;

@@ -28,10 +28,7 @@ namespace {
 // completes every operation at once, for ever. The entry that carries it
 // was queued before this turn's, so it comes first and throws here, with
 // nothing started. Out of line: an operation's start stays a test.
-FIBERS_NOINLINE void deliver_deferred_interruption(hub& h, fiber_record* self) {
-    if (take_due_interruption(self))
-        give_turn(h);
-}
+FIBERS_NOINLINE void deliver_deferred_interruption(hub& h) { give_turn(h); }
 
 } // namespace
 
@@ -39,8 +36,8 @@ hub& hub_to_wait_on() {
     hub& h = hub::get();
     hub_access::check_may_wait(h);
     fiber_record* const self = current_thread_state->current;
-    if (FIBERS_UNLIKELY(may_have_due_interruption(self)))
-        deliver_deferred_interruption(h, self);
+    if (FIBERS_UNLIKELY(take_due_interruption(self)))
+        deliver_deferred_interruption(h);
     return h;
 }
 

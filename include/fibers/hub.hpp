@@ -5,6 +5,7 @@
 #define FIBERS_HUB_HPP
 
 #include <fibers/detail/ready_queue.hpp>
+#include <fibers/detail/scheduled_fiber.hpp>
 #include <fibers/fiber.hpp>
 #include <fibers/poller.hpp>
 
@@ -271,7 +272,7 @@ private:
     std::unique_ptr<detail::hub_watchdog> watchdog_; // guarded by watchdog_mutex_
 
     std::uint64_t tasks_made_ = 0;                // names "Fiber-N"
-    detail::scheduled_fiber* newest_scheduled_ = nullptr; // its tasks that have not ended
+    detail::scheduled_fibers scheduled_;
 };
 
 /// The calling thread's hub (= hub::get()).

@@ -8,6 +8,8 @@
 
 #include <fibers/detail/fiber_record.hpp>
 
+#include <boost/intrusive/list.hpp>
+
 #include <exception>
 
 namespace fibers {
@@ -37,15 +39,20 @@ public:
     hub* owner = nullptr;                  // null once its hub is gone; used on its thread
     fiber_record const* scheduler = nullptr; // the hub's fiber
 
-    // The hub's list of the fibers it schedules that have not ended.
-    scheduled_fiber* newer_scheduled = nullptr;
-    scheduled_fiber* older_scheduled = nullptr;
-    bool in_hub_list = false;
+    // In the hub's list of the fibers it schedules that have not ended.
+    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> scheduled_hook;
     bool held_by_hub = false;
 
 protected:
     scheduled_fiber() = default;
 };
+
+// A hub's unended fibers, newest first.
+using scheduled_fibers = boost::intrusive::list<
+    scheduled_fiber,
+    boost::intrusive::member_hook<scheduled_fiber, decltype(scheduled_fiber::scheduled_hook),
+                                  &scheduled_fiber::scheduled_hook>,
+    boost::intrusive::constant_time_size<false>>;
 
 } // namespace fibers::detail
 
