@@ -29,55 +29,21 @@ void run_callback(future_callback& cb, future_state& state) noexcept {
 
 std::exception_ptr cancelled_error(char const* why) noexcept { return std::make_exception_ptr(cancelled(why)); }
 
-// A queue of submitted work, linked through the items.
-struct work_queue {
-    future_state* head = nullptr;
-    future_state* tail = nullptr;
-
-    bool empty() const noexcept { return head == nullptr; }
-    void push(future_state* item) noexcept {
-        item->next_queued = nullptr;
-        if (tail != nullptr)
-            tail->next_queued = item;
-        else
-            head = item;
-        tail = item;
-    }
-    future_state* pop() noexcept {
-        future_state* item = head;
-        head = item->next_queued;
-        if (head == nullptr)
-            tail = nullptr;
-        item->next_queued = nullptr;
-        return item;
-    }
-    // Takes `item` out, wherever it is.
-    void remove(future_state* item) noexcept {
-        future_state* before = nullptr;
-        for (future_state* i = head; i != nullptr; before = i, i = i->next_queued) {
-            if (i != item)
-                continue;
-            (before != nullptr ? before->next_queued : head) = i->next_queued;
-            if (tail == i)
-                tail = before;
-            i->next_queued = nullptr;
-            return;
-        }
-    }
-    future_state* take_all() noexcept {
-        tail = nullptr;
-        return std::exchange(head, nullptr);
-    }
-};
+// Submitted work, first in first out, linked through the items. Each item
+// holds the pool's reference until it has run or been cancelled.
+using work_queue = boost::intrusive::slist<
+    future_state,
+    boost::intrusive::member_hook<future_state, boost::intrusive::slist_member_hook<>, &future_state::queue_hook>,
+    boost::intrusive::cache_last<true>, boost::intrusive::constant_time_size<false>>;
 
 // Work that will never run: its waiters get fibers::cancelled. Called
 // without the pool's lock, as the cancel runs the callbacks.
-void cancel_all(future_state* items) noexcept {
-    while (items != nullptr) {
-        future_state* next = std::exchange(items->next_queued, nullptr);
-        items->cancel();
-        intrusive_ptr_release(items);
-        items = next;
+void cancel_all(work_queue& items) noexcept {
+    while (!items.empty()) {
+        future_state& item = items.front();
+        items.pop_front();
+        item.cancel();
+        intrusive_ptr_release(&item);
     }
 }
 
@@ -86,10 +52,7 @@ void cancel_all(future_state* items) noexcept {
 future_state::~future_state() {
     // A state dropped before completion (no pool ever ran it) still owns
     // its callbacks.
-    while (future_callback* cb = callbacks_) {
-        callbacks_ = cb->next;
-        delete cb;
-    }
+    callbacks_.clear_and_dispose(std::default_delete<future_callback>());
 }
 
 bool future_state::cancel() noexcept {
@@ -104,31 +67,23 @@ bool future_state::cancel() noexcept {
 }
 
 void future_state::finish(std::exception_ptr error, bool cancelled) noexcept {
-    future_callback* newest;
+    callback_list ready;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         error_ = std::move(error);
         cancelled_ = cancelled;
         status_.store(finished, std::memory_order_release);
         waiters_.wake_all();
-        while (future_watcher* w = watchers_) {
-            watchers_ = w->next;
-            if (watchers_ != nullptr)
-                watchers_->prev = nullptr;
-            w->next = w->prev = nullptr;
-            w->linked = false;
-            w->notify(*w); // may let its owner go once we unlock: touched no more
+        while (!watchers_.empty()) {
+            future_watcher& w = watchers_.front();
+            watchers_.pop_front();
+            w.notify(w); // may let its owner go once we unlock: touched no more
         }
-        newest = std::exchange(callbacks_, nullptr);
+        ready.swap(callbacks_);
     }
-    if (newest == nullptr)
-        return;
-    future_callback* oldest = nullptr;
-    while (newest != nullptr)
-        oldest = std::exchange(newest, std::exchange(newest->next, oldest));
-    while (oldest != nullptr) {
-        std::unique_ptr<future_callback> cb(oldest);
-        oldest = oldest->next;
+    while (!ready.empty()) {
+        std::unique_ptr<future_callback> cb(&ready.front());
+        ready.pop_front();
         run_callback(*cb, *this);
     }
 }
@@ -175,11 +130,7 @@ void future_state::wait_to_end() noexcept {
     std::unique_lock<std::mutex> lock(mutex_);
     if (status_.load(std::memory_order_relaxed) == finished)
         return;
-    b.next = watchers_;
-    if (watchers_ != nullptr)
-        watchers_->prev = &b;
-    watchers_ = &b;
-    b.linked = true;
+    watchers_.push_front(b);
     b.wake.wait(lock, [&b] { return b.fired; });
 }
 
@@ -188,8 +139,7 @@ void future_state::add_callback(future_callback* owned) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         if (status_.load(std::memory_order_relaxed) != finished) {
-            cb->next = callbacks_;
-            callbacks_ = cb.release();
+            callbacks_.push_back(*cb.release());
             return;
         }
     }
@@ -200,27 +150,14 @@ bool future_state::add_watcher(future_watcher& w) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (status_.load(std::memory_order_relaxed) == finished)
         return false;
-    w.prev = nullptr;
-    w.next = watchers_;
-    if (watchers_ != nullptr)
-        watchers_->prev = &w;
-    watchers_ = &w;
-    w.linked = true;
+    watchers_.push_front(w);
     return true;
 }
 
 void future_state::remove_watcher(future_watcher& w) noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!w.linked)
-        return;
-    if (w.prev != nullptr)
-        w.prev->next = w.next;
-    else
-        watchers_ = w.next;
-    if (w.next != nullptr)
-        w.next->prev = w.prev;
-    w.next = w.prev = nullptr;
-    w.linked = false;
+    if (w.is_linked())
+        watchers_.erase(watchers_.iterator_to(w));
 }
 
 completion_queue::completion_queue(future_state* const* states, std::size_t count)
@@ -354,7 +291,8 @@ void thread_pool::impl::work(worker& self) noexcept {
         }
         if (queue.empty())
             break; // closed, and nothing left
-        future_state* item = queue.pop();
+        future_state* item = &queue.front();
+        queue.pop_front();
         --queued;
         ++busy;
         self.busy = true;
@@ -376,11 +314,11 @@ void thread_pool::impl::work(worker& self) noexcept {
 
 void thread_pool::impl::abandon() noexcept {
     std::vector<std::thread> idle_threads;
-    future_state* dropped;
+    detail::work_queue dropped;
     {
         std::lock_guard<std::mutex> lock(mutex);
         closed = true;
-        dropped = queue.take_all();
+        dropped.swap(queue);
         queued = 0;
         for (worker& w : workers) {
             if (!w.thread.joinable())
@@ -424,7 +362,7 @@ void thread_pool::enqueue(future_state* item) {
         intrusive_ptr_release(item);
         throw error("fibers: submit to a closed thread_pool");
     }
-    p.queue.push(item);
+    p.queue.push_back(*item);
     ++p.queued;
     // Idle workers not yet claimed by earlier submissions take it; else a
     // new worker, up to maxsize; else the first worker free.
@@ -446,7 +384,7 @@ void thread_pool::enqueue(future_state* item) {
     } catch (...) {
         if (p.live != 0)
             return; // a worker will take it
-        p.queue.remove(item);
+        p.queue.erase(p.queue.iterator_to(*item)); // with no worker alive, nobody took it off
         --p.queued;
         lock.unlock();
         intrusive_ptr_release(item);
@@ -522,7 +460,7 @@ struct fiber_pool::state : std::enable_shared_from_this<fiber_pool::state> {
     };
 
     state(std::size_t n, hub& h) : maxsize(n), mailbox(&detail::hub_access::mailbox(h)) {}
-    ~state() { detail::cancel_all(queue.take_all()); }
+    ~state() { detail::cancel_all(queue); }
 
     bool on_hub_thread() const noexcept {
         return detail::thread_hub == mailbox->owner && mailbox->open.load(std::memory_order_acquire);
@@ -568,7 +506,8 @@ void fiber_pool::state::work() {
             }
             continue;
         }
-        future_state* item = queue.pop();
+        future_state* item = &queue.front();
+        queue.pop_front();
         ++running;
         lock.unlock();
         try {
@@ -591,13 +530,13 @@ void fiber_pool::state::work() {
 
 void fiber_pool::state::worker_left(std::unique_lock<std::mutex>& lock) noexcept {
     --workers;
-    future_state* dropped = nullptr;
+    detail::work_queue dropped;
     // With its hub closing or closed, or no worker left to run it (one
     // could not be made), the queue never runs.
     if (!mailbox->open.load(std::memory_order_acquire) || workers == 0) {
         if (!mailbox->open.load(std::memory_order_acquire))
             closed = true;
-        dropped = queue.take_all();
+        dropped.swap(queue);
     }
     joiners.wake_all();
     lock.unlock();
@@ -618,7 +557,7 @@ void fiber_pool::enqueue(future_state* item) {
             intrusive_ptr_release(item);
             throw error("fibers: submit to a closed fiber_pool");
         }
-        s.queue.push(item);
+        s.queue.push_back(*item);
         if (s.idle.wake_one() || s.workers >= s.maxsize)
             return;
         ++s.workers;

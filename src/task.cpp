@@ -41,6 +41,14 @@ resumption take_cancel(ready_entry& e) {
     return {};
 }
 
+void link_joiner(task_record& task, join_waiter& j) noexcept { task.joiners.push_front(j); }
+
+// Once woken, a waiter is no longer listed: unlinking does nothing.
+void unlink_joiner(task_record& task, join_waiter& j) noexcept {
+    if (j.is_linked())
+        task.joiners.erase(task.joiners.iterator_to(j));
+}
+
 // A fiber waiting in task::join(): woken by the task's end, through its hub.
 struct stack_joiner final : join_waiter {
     struct entry : ready_entry {
@@ -56,10 +64,10 @@ struct stack_joiner final : join_waiter {
             static_cast<entry&>(e).joiner->woken = true;
             return {e.resumes};
         };
-        link(task.first_joiner);
+        link_joiner(task, *this);
     }
     ~stack_joiner() {
-        unlink(task.first_joiner);
+        unlink_joiner(task, *this);
     }
     void wake() noexcept override {
         if (task.owner != nullptr && hub_access::is_open(*task.owner))
@@ -71,8 +79,8 @@ struct stack_joiner final : join_waiter {
 struct timed_joiner final : join_waiter {
     task_record& task;
     switch_back<> wakeup;
-    timed_joiner(task_record& t, switch_back<> const& sb) : task(t), wakeup(sb) { link(task.first_joiner); }
-    ~timed_joiner() { unlink(task.first_joiner); }
+    timed_joiner(task_record& t, switch_back<> const& sb) : task(t), wakeup(sb) { link_joiner(task, *this); }
+    ~timed_joiner() { unlink_joiner(task, *this); }
     void wake() noexcept override { wakeup.switch_to(); }
 };
 
@@ -182,12 +190,10 @@ void end_task(task_record& t) noexcept {
                                       describe_exception(std::current_exception()));
         }
     }
-    while (join_waiter* j = t.first_joiner) {
-        t.first_joiner = j->next;
-        if (j->next != nullptr)
-            j->next->prev = nullptr;
-        j->prev = j->next = nullptr;
-        j->wake();
+    while (!t.joiners.empty()) {
+        join_waiter& j = t.joiners.front();
+        t.joiners.pop_front();
+        j.wake();
     }
     t.unqueue_entries();
     if (t.owner != nullptr)

@@ -307,6 +307,20 @@ BOOST_AUTO_TEST_CASE(a_cancel_runs_the_callbacks) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(a_state_dropped_unfinished_deletes_its_callbacks_uncalled) {
+    // As for work no pool ever ran: the detail API makes such a state.
+    auto captured = std::make_shared<int>(0);
+    bool called = false;
+    {
+        fibers::future<int> f = fibers::detail::future_access::share<int>(new fibers::detail::future_value<int>);
+        f.add_done_callback([&called, captured] { called = true; });
+        f.add_done_callback([&called, captured] { called = true; });
+        BOOST_TEST(captured.use_count() == 3);
+    }
+    BOOST_TEST(captured.use_count() == 1);
+    BOOST_TEST(!called);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(thread_pools)

@@ -14,6 +14,8 @@
 #include <fibers/errors.hpp>
 #include <fibers/switchpoint.hpp>
 
+#include <boost/intrusive/list.hpp>
+#include <boost/intrusive/slist.hpp>
 #include <boost/intrusive_ptr.hpp>
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
 
@@ -46,16 +48,13 @@ struct global_pool;
 // over many futures, a thread blocked on it): linked in the state under its
 // mutex, unlinked and notified by the completer still holding it, so that
 // its owner, which unlinks it under the same mutex, never sees it dangle.
-struct future_watcher {
-    future_watcher* prev = nullptr;
-    future_watcher* next = nullptr;
-    bool linked = false;
+// Safe-link hook: once the completer has taken it off, is_linked() says so.
+struct future_watcher : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> {
     void (*notify)(future_watcher& self) noexcept = nullptr;
 };
 
 // A done callback, owned by the state until it has run.
-struct future_callback {
-    future_callback* next = nullptr;
+struct future_callback : boost::intrusive::slist_base_hook<> {
     virtual ~future_callback() = default;
     virtual void call(future_state& state) = 0;
 };
@@ -117,19 +116,23 @@ public:
     void remove_watcher(future_watcher& w) noexcept;
 
     // What a pool does with submitted work; may throw only a fiber's
-    // unwinding. A pool's queue links its items through next_queued.
+    // unwinding. A pool's queue links its items through queue_hook.
     virtual void run() {}
-    future_state* next_queued = nullptr;
+    boost::intrusive::slist_member_hook<> queue_hook;
 
 private:
     enum : std::uint8_t { pending, started, cancelling, finished };
+    using watcher_list = boost::intrusive::list<future_watcher, boost::intrusive::constant_time_size<false>>;
+    // cache_last: added at the back, so that they run in the order added.
+    using callback_list = boost::intrusive::slist<future_callback, boost::intrusive::cache_last<true>,
+                                                  boost::intrusive::constant_time_size<false>>;
 
     std::atomic<std::uint8_t> status_{pending};
     bool cancelled_ = false;
     std::mutex mutex_;
     waiter_list waiters_;               // guarded by mutex_
-    future_watcher* watchers_ = nullptr; // guarded
-    future_callback* callbacks_ = nullptr; // guarded; newest first
+    watcher_list watchers_;             // guarded
+    callback_list callbacks_;           // guarded; owned
     std::exception_ptr error_;
 };
 

@@ -8,6 +8,8 @@
 #include <fibers/detail/ready_queue.hpp>
 #include <fibers/detail/scheduled_fiber.hpp>
 
+#include <boost/intrusive/list.hpp>
+
 #include <any>
 #include <cstddef>
 #include <cstdint>
@@ -26,33 +28,16 @@ namespace fibers::detail {
 struct hub_mailbox;
 
 // A fiber waiting for a task to end, listed in the task; woken when it does.
-struct join_waiter {
-    join_waiter* prev = nullptr;
-    join_waiter* next = nullptr;
+// Safe-link hooks: a waiter taken off the list to be woken reads as
+// unlinked, so that its owner's unlink afterwards does nothing.
+struct join_waiter : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> {
     virtual void wake() noexcept = 0;
-
-    void link(join_waiter*& first) noexcept {
-        next = first;
-        if (next != nullptr)
-            next->prev = this;
-        first = this;
-    }
-    // Once woken, a waiter is no longer listed: unlinking does nothing.
-    void unlink(join_waiter*& first) noexcept {
-        if (prev == nullptr && first != this)
-            return;
-        if (prev != nullptr)
-            prev->next = next;
-        else
-            first = next;
-        if (next != nullptr)
-            next->prev = prev;
-        prev = next = nullptr;
-    }
 
 protected:
     ~join_waiter() = default;
 };
+
+using joiner_list = boost::intrusive::list<join_waiter, boost::intrusive::constant_time_size<false>>;
 
 // A fiber scheduled by its hub (Gruvi's Fiber).
 class task_record : public scheduled_fiber {
@@ -82,7 +67,7 @@ public:
     bool done = false; // its end was processed: done callbacks ran, joiners woken
     std::vector<std::pair<std::size_t, std::function<void()>>> done_callbacks;
     std::size_t next_callback_id = 1;
-    join_waiter* first_joiner = nullptr;
+    joiner_list joiners; // newest first, the order they are woken in
 };
 
 // The end of a task, in the task (or in the hub at close, for one that never
