@@ -208,8 +208,8 @@ BOOST_AUTO_TEST_SUITE(completion)
 
 BOOST_AUTO_TEST_CASE(timer_wait) {
     on_new_thread([] {
+        auto const start = clock_type::now();
         asio::steady_timer timer(fibers::get_hub().loop(), 20ms);
-        auto start = clock_type::now();
         timer.async_wait(fibers::yield);
         BOOST_TEST((clock_type::now() - start >= 20ms));
     });
@@ -391,8 +391,8 @@ BOOST_AUTO_TEST_CASE(a_deadline_too_long_for_the_clock_never_passes) {
     on_new_thread([] {
         auto& io = fibers::get_hub().loop();
         fibers_test::for_each_duration(fibers_test::durations_too_long_for_the_clock(), [&](auto d) {
-            asio::steady_timer timer(io, 20ms);
             auto const start = clock_type::now();
+            asio::steady_timer timer(io, 20ms);
             BOOST_CHECK_NO_THROW(timer.async_wait(fibers::yield.after(d)));
             BOOST_TEST((clock_type::now() - start >= 20ms)); // it waited for the timer
         });
