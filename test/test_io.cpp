@@ -185,6 +185,26 @@ BOOST_AUTO_TEST_CASE(reset_by_the_peer) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(a_closed_socket_is_an_error_where_the_token_says) {
+    on_new_thread([] {
+        auto& io = fibers::get_hub().loop();
+        auto [client, server] = connected_pair(io);
+        server.close();
+        char buffer[4];
+        boost::system::error_code ec;
+        BOOST_TEST(fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec]) == 0u);
+        BOOST_TEST((ec == asio::error::bad_descriptor));
+        ec = {};
+        BOOST_TEST(fibers::write_some(server, asio::buffer("x", 1), fibers::yield[ec]) == 0u);
+        BOOST_TEST((ec == asio::error::bad_descriptor));
+        tcp::acceptor never_opened(io);
+        ec = {};
+        BOOST_TEST(!fibers::accept(never_opened, fibers::yield[ec]).is_open());
+        BOOST_TEST((ec == asio::error::bad_descriptor));
+        BOOST_CHECK_THROW(fibers::read_some(server, asio::buffer(buffer)), boost::system::system_error);
+    });
+}
+
 BOOST_AUTO_TEST_CASE(deadlines_cover_the_whole_call) {
     on_new_thread([] {
         auto [client, server] = connected_pair(fibers::get_hub().loop());

@@ -35,6 +35,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace fibers {
@@ -45,9 +46,18 @@ namespace detail {
 // something else than would_block. A wait that fails reports its error.
 template <class Socket, class Attempt>
 auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t const& token, Attempt attempt) {
+    using result_type = decltype(attempt(std::declval<boost::system::error_code&>()));
     switchpoint();
-    if (!s.non_blocking())
-        s.non_blocking(true);
+    if (!s.non_blocking()) {
+        // A closed socket fails here: its error goes where the token says,
+        // as the call's own would.
+        boost::system::error_code ec;
+        s.non_blocking(true, ec);
+        if (ec) {
+            report_error(ec, token);
+            return result_type{};
+        }
+    }
     std::optional<std::chrono::steady_clock::time_point> deadline;
     if (auto timeout = token.timeout())
         deadline = saturated_deadline(std::chrono::steady_clock::now(), *timeout);
@@ -69,7 +79,7 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
         }
         if (wait_error) {
             report_error(wait_error, token);
-            return decltype(result){};
+            return result_type{};
         }
     }
 }
