@@ -16,6 +16,7 @@
 
 #include <array>
 #include <chrono>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +110,152 @@ BOOST_AUTO_TEST_CASE(waits_when_nothing_is_there) {
         std::size_t n = fibers::read_some(server, asio::buffer(buffer));
         BOOST_TEST(std::string(buffer, n) == "later");
         BOOST_TEST(fibers::accept(acceptor).is_open());
+    });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// A read that came back short takes another path for the next read on that
+// socket (Asio's read, queued in its reactor, rather than a read tried
+// first): every guarantee holds on that path too.
+BOOST_AUTO_TEST_SUITE(after_a_short_read)
+
+// Reads what is there into a buffer larger than it: a short read.
+std::string read_short(tcp::socket& client, tcp::socket& server, std::string const& what) {
+    asio::write(client, asio::buffer(what));
+    wait_until_readable(server, what.size());
+    char buffer[64];
+    std::size_t n = fibers::read_some(server, asio::buffer(buffer));
+    return std::string(buffer, n);
+}
+
+BOOST_AUTO_TEST_CASE(data_that_came_meanwhile_is_read) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        BOOST_TEST(read_short(client, server, "first") == "first");
+        asio::write(client, asio::buffer("second", 6));
+        wait_until_readable(server, 6);
+        char buffer[64];
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer));
+        BOOST_TEST(std::string(buffer, n) == "second");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(the_next_read_waits_for_data) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        BOOST_TEST(read_short(client, server, "first") == "first");
+        fibers::task writer = fibers::spawn([&client = client] {
+            fibers::sleep(5ms);
+            asio::write(client, asio::buffer("later", 5));
+        });
+        char buffer[64];
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer));
+        BOOST_TEST(std::string(buffer, n) == "later");
+        writer.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_buffer_filled_to_the_brim_is_not_a_short_read) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        asio::write(client, asio::buffer("abcdef", 6));
+        wait_until_readable(server, 6);
+        char buffer[3];
+        BOOST_TEST(fibers::read_some(server, asio::buffer(buffer)) == 3u);
+        BOOST_TEST(std::string(buffer, 3) == "abc");
+        BOOST_TEST(fibers::read_some(server, asio::buffer(buffer)) == 3u);
+        BOOST_TEST(std::string(buffer, 3) == "def");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_deadline_then_a_read_loses_no_byte) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        BOOST_TEST(read_short(client, server, "first") == "first");
+        char buffer[64];
+        BOOST_CHECK_THROW(fibers::read_some(server, asio::buffer(buffer), fibers::yield.after(10ms)), fibers::timeout);
+        asio::write(client, asio::buffer("kept", 4));
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer), fibers::yield.after(5s));
+        BOOST_TEST(std::string(buffer, n) == "kept");
+    });
+}
+
+BOOST_AUTO_TEST_CASE(end_of_stream_every_time) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        BOOST_TEST(read_short(client, server, "first") == "first");
+        fibers::task closer = fibers::spawn([&client = client] {
+            fibers::sleep(5ms);
+            client.shutdown(tcp::socket::shutdown_send);
+        });
+        char buffer[64];
+        for (int i = 0; i < 3; ++i) {
+            boost::system::error_code ec;
+            BOOST_TEST(fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec].after(5s)) == 0u);
+            BOOST_TEST((ec == asio::error::eof));
+        }
+        closer.join();
+    });
+}
+
+BOOST_AUTO_TEST_CASE(a_switchpoint_even_with_data_there) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        BOOST_TEST(read_short(client, server, "first") == "first");
+        asio::write(client, asio::buffer("x", 1));
+        wait_until_readable(server, 1);
+        char buffer[4];
+        {
+            fibers::assert_no_switchpoints guard;
+            BOOST_CHECK_THROW(fibers::read_some(server, asio::buffer(buffer)), fibers::switchpoint_violation);
+        }
+        BOOST_TEST(server.available() == 1u);
+    });
+}
+
+// The socket closed by another fiber while a read waits on it, at random
+// moments against a writer: the read ends with an error or with the bytes
+// sent, in order, and nothing touches the socket or the buffer after.
+BOOST_AUTO_TEST_CASE(a_close_while_reading_in_a_loop) {
+    on_new_thread([] {
+        std::minstd_rand random(7);
+        int aborted = 0;
+        for (int round = 0; round < 300; ++round) {
+            auto [client, server] = connected_pair(fibers::get_hub().loop());
+            std::string received;
+            boost::system::error_code failure;
+            fibers::task reader = fibers::spawn([&, &server = server] {
+                char buffer[64];
+                for (;;) {
+                    boost::system::error_code ec;
+                    std::size_t n = fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec]);
+                    received.append(buffer, n);
+                    if (ec) {
+                        failure = ec;
+                        return;
+                    }
+                }
+            });
+            fibers::task writer = fibers::spawn([&, &client = client] {
+                boost::system::error_code ec;
+                for (char c = 'a'; c <= 'z' && !ec; ++c) {
+                    asio::write(client, asio::buffer(&c, 1), ec);
+                    if (random() % 2)
+                        fibers::sleep(0s);
+                }
+            });
+            for (int turns = static_cast<int>(random() % 40); turns > 0; --turns)
+                fibers::sleep(0s);
+            server.close();
+            reader.join(5s);
+            writer.join(5s);
+            BOOST_TEST(!!failure);
+            if (failure == asio::error::operation_aborted)
+                ++aborted;
+            BOOST_TEST(std::string("abcdefghijklmnopqrstuvwxyz").compare(0, received.size(), received) == 0);
+        }
+        BOOST_TEST(aborted > 0);
     });
 }
 

@@ -13,7 +13,10 @@
 // the completion to its scheduler, and the fiber has to let the hub run it.
 // `fibers::read_some(sock, buf)` reads it with one system call and no
 // switch; only on would_block does it wait, for readiness (an async_wait,
-// which involves no buffer, so cancelling it is always safe).
+// which involves no buffer, so cancelling it is always safe). The one
+// exception: right after a read that came back short, the socket is most
+// likely empty, and the next read_some on it is Asio's async_read_some,
+// which costs fewer system calls there (see last_drained_socket).
 //
 // Works with Asio's stream and datagram sockets and acceptors (anything
 // with non_blocking(), the synchronous call with an error_code, and
@@ -84,6 +87,18 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
     }
 }
 
+// The socket whose last read_some on this thread came back short. A short
+// read emptied the receive queue, so the next read on that socket most
+// likely finds nothing, and trying it first would cost two system calls in
+// vain: the read that fails, and the epoll_ctl that Asio's async_wait makes
+// on every wait. That next read goes to Asio's async_read_some instead,
+// which tries once and then waits in the edge-triggered registration that
+// Asio keeps for every socket, with no epoll_ctl. One socket per thread is
+// enough for the usual loop (read, write, read again on the same socket
+// without a switch in between); a wrong guess costs nothing but the choice
+// of path, so the address is all that is kept.
+inline thread_local void const* last_drained_socket = nullptr;
+
 // Moves the front of `rest` past `n` bytes.
 template <class Buffer>
 void consume(std::vector<Buffer>& rest, std::size_t n) {
@@ -139,9 +154,18 @@ std::size_t transfer_all(BufferSequence const& buffers, yield_t const& token, So
 /// only if nothing is there yet. End of stream: boost::asio::error::eof.
 template <class Socket, class MutableBufferSequence>
 std::size_t read_some(Socket& s, MutableBufferSequence const& buffers, yield_t token = yield) {
-    return detail::attempt_until_done(s, Socket::wait_read, token, [&](boost::system::error_code& ec) {
-        return s.read_some(buffers, ec);
-    });
+    std::size_t const wanted = boost::asio::buffer_size(buffers);
+    std::size_t n;
+    if (detail::last_drained_socket == &s && wanted != 0) {
+        switchpoint();
+        n = s.async_read_some(buffers, token);
+    } else {
+        n = detail::attempt_until_done(s, Socket::wait_read, token, [&](boost::system::error_code& ec) {
+            return s.read_some(buffers, ec);
+        });
+    }
+    detail::last_drained_socket = n != 0 && n < wanted ? &s : nullptr;
+    return n;
 }
 
 /// Writes at least one byte of `buffers`, waiting only while the socket's

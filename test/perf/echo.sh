@@ -13,9 +13,9 @@
 #   --duration S      seconds measured per run (default 5)
 #   --warmup S        seconds run before each measurement, not counted (0.5)
 #   --repetitions N   runs per server and workload; each keeps its best (3)
-#   --servers LIST    comma-separated keys (default: all but fibers-direct
+#   --servers LIST    comma-separated keys (default: all but fibers-hybrid
 #                     and fibers-token): epoll asio asio-coro asio-spawn
-#                     fibers fibers-nospin fibers-threads2 fibers-direct
+#                     fibers fibers-nospin fibers-threads2 fibers-hybrid
 #                     fibers-token
 #   --no-pin          do not pin (default: server on CPU 0, client on CPU 1)
 #   --syscalls HOW    perf (default when tracepoints work), strace or none
@@ -85,11 +85,11 @@ number='^[0-9]+([.][0-9]+)?$'
 [[ $repetitions =~ ^[1-9][0-9]*$ ]] || bad_usage "--repetitions must be a positive integer"
 
 # The servers, in the order of the table. The anchor of the goals is epoll.
-all_servers=(epoll asio asio-coro asio-spawn fibers fibers-nospin fibers-threads2 fibers-direct fibers-token)
+all_servers=(epoll asio asio-coro asio-spawn fibers fibers-nospin fibers-threads2 fibers-hybrid fibers-token)
 declare -A server_name=([epoll]="raw epoll" [asio]="asio callbacks" [asio-coro]="asio C++20 coroutines"
                         [asio-spawn]="asio::spawn" [fibers]="fibers"
                         [fibers-nospin]="fibers --idle-spin 0" [fibers-threads2]="fibers --threads 2"
-                        [fibers-direct]="fibers --io direct" [fibers-token]="fibers --io token")
+                        [fibers-hybrid]="fibers --io hybrid" [fibers-token]="fibers --io token")
 IFS=, read -r -a servers <<<"$servers_option"
 [ ${#servers[@]} -gt 0 ] || bad_usage "--servers is empty"
 for key in "${servers[@]}"; do
@@ -108,7 +108,7 @@ server_command() {
         fibers) command=("$echo_server" --threads 1) ;;
         fibers-nospin) command=("$echo_server" --threads 1 --idle-spin 0) ;;
         fibers-threads2) command=("$echo_server" --threads 2) ;;
-        fibers-direct) command=("$echo_server" --threads 1 --io direct) ;;
+        fibers-hybrid) command=("$echo_server" --threads 1 --io hybrid) ;;
         fibers-token) command=("$echo_server" --threads 1 --io token) ;;
         *) command=("${program[$1]}" --threads 1) ;;
     esac
