@@ -15,8 +15,9 @@
 // switch; only on would_block does it wait, for readiness (an async_wait,
 // which involves no buffer, so cancelling it is always safe). The one
 // exception: right after a read that came back short, the socket is most
-// likely empty, and the next read_some on it is Asio's async_read_some,
-// which costs fewer system calls there (see last_drained_socket).
+// likely empty, and the next read_some on it lets the loop go round once,
+// then is Asio's async_read_some, which costs fewer system calls there (see
+// last_drained_socket).
 //
 // Works with Asio's stream and datagram sockets and acceptors (anything
 // with non_blocking(), the synchronous call with an error_code, and
@@ -30,6 +31,7 @@
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
@@ -44,6 +46,33 @@
 namespace fibers {
 
 namespace detail {
+
+// The deadline of a whole call that may wait more than once: the token's
+// timeout, counted from the start of the call.
+class call_deadline {
+public:
+    explicit call_deadline(yield_t const& token) : has_deadline_(token.timeout().has_value()) {
+        if (has_deadline_)
+            deadline_ = saturated_deadline(std::chrono::steady_clock::now(), *token.timeout());
+    }
+
+    // `token` with what is left of the call's deadline; past it,
+    // fibers::timeout.
+    yield_t left(yield_t const& token) const {
+        if (!has_deadline_)
+            return token;
+        auto left = deadline_ - std::chrono::steady_clock::now();
+        if (left <= left.zero())
+            throw_timeout();
+        return token.after(left);
+    }
+
+private:
+    // Not a std::optional: g++ 12 warns that its value may be used
+    // uninitialized once inlined (-Wmaybe-uninitialized), in users' builds.
+    bool has_deadline_;
+    std::chrono::steady_clock::time_point deadline_{};
+};
 
 // One non-blocking attempt, then readiness waits, until `attempt` gives
 // something else than would_block. A wait that fails reports its error.
@@ -61,9 +90,7 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
             return result_type{};
         }
     }
-    std::optional<std::chrono::steady_clock::time_point> deadline;
-    if (auto timeout = token.timeout())
-        deadline = saturated_deadline(std::chrono::steady_clock::now(), *timeout);
+    call_deadline const deadline(token);
     for (;;) {
         boost::system::error_code ec;
         auto result = attempt(ec);
@@ -72,14 +99,7 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
             return result;
         }
         boost::system::error_code wait_error;
-        if (deadline) {
-            auto left = *deadline - std::chrono::steady_clock::now();
-            if (left <= left.zero())
-                throw_timeout();
-            s.async_wait(what, yield[wait_error].after(left));
-        } else {
-            s.async_wait(what, yield[wait_error]);
-        }
+        s.async_wait(what, deadline.left(yield[wait_error]));
         if (wait_error) {
             report_error(wait_error, token);
             return result_type{};
@@ -88,11 +108,13 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
 }
 
 // The socket whose last read_some on this thread came back short. A short
-// read emptied the receive queue, so the next read on that socket most
-// likely finds nothing, and trying it first would cost two system calls in
-// vain: the read that fails, and the epoll_ctl that Asio's async_wait makes
-// on every wait. That next read goes to Asio's async_read_some instead,
-// which tries once and then waits in the edge-triggered registration that
+// read emptied the receive queue, so a read tried at once would most likely
+// fail, and its readiness wait would cost an epoll_ctl (Asio's async_wait
+// re-arms the descriptor every time): two system calls in vain. So the next
+// read on that socket first lets the loop go round once (a post: other
+// fibers run and the loop polls for I/O, while the peer's next message may
+// arrive), then goes to Asio's async_read_some, which tries the read once
+// and, if it would block, waits in the edge-triggered registration that
 // Asio keeps for every socket, with no epoll_ctl. One socket per thread is
 // enough for the usual loop (read, write, read again on the same socket
 // without a switch in between); a wrong guess costs nothing but the choice
@@ -120,18 +142,8 @@ std::size_t transfer_all(BufferSequence const& buffers, yield_t const& token, So
     std::size_t const total = boost::asio::buffer_size(buffers);
     if (total == 0)
         return 0;
-    std::optional<std::chrono::steady_clock::time_point> deadline;
-    if (auto timeout = token.timeout())
-        deadline = saturated_deadline(std::chrono::steady_clock::now(), *timeout);
+    call_deadline const deadline(token);
     boost::system::error_code ec;
-    auto rest_of_token = [&] {
-        if (!deadline)
-            return token[ec];
-        auto left = *deadline - std::chrono::steady_clock::now();
-        if (left <= left.zero())
-            throw_timeout();
-        return token[ec].after(left);
-    };
     // Most calls finish at once: the buffers are copied only when not.
     std::size_t done = some(buffers, token[ec]);
     if (done < total && !ec) {
@@ -139,7 +151,7 @@ std::size_t transfer_all(BufferSequence const& buffers, yield_t const& token, So
                                  boost::asio::buffer_sequence_end(buffers));
         consume(rest, done);
         while (done < total && !ec) {
-            std::size_t n = some(rest, rest_of_token());
+            std::size_t n = some(rest, deadline.left(token[ec]));
             done += n;
             consume(rest, n);
         }
@@ -157,8 +169,16 @@ std::size_t read_some(Socket& s, MutableBufferSequence const& buffers, yield_t t
     std::size_t const wanted = boost::asio::buffer_size(buffers);
     std::size_t n;
     if (detail::last_drained_socket == &s && wanted != 0) {
+        // Forgotten first: a read that ends in an exception (a cancel
+        // during the round of the loop, say) leaves the next one to try
+        // first, so that data that is there is read without a wait, and
+        // cancels that come faster than the loop goes round cannot starve
+        // the reader.
+        detail::last_drained_socket = nullptr;
+        detail::call_deadline const deadline(token);
         switchpoint();
-        n = s.async_read_some(buffers, token);
+        boost::asio::post(s.get_executor(), yield);
+        n = s.async_read_some(buffers, deadline.left(token));
     } else {
         n = detail::attempt_until_done(s, Socket::wait_read, token, [&](boost::system::error_code& ec) {
             return s.read_some(buffers, ec);
