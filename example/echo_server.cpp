@@ -51,8 +51,11 @@ struct config {
     unsigned threads = 1;
     std::chrono::milliseconds idle_timeout{0}; // 0: none
     std::size_t max_connections = 0;          // 0: no limit
-    std::chrono::microseconds idle_spin{std::chrono::duration_cast<std::chrono::microseconds>(
-        fibers::hub::default_idle_spin)};
+    // No idle spin by default, unlike the hub's: all of this server's work
+    // comes from the network, and a poll of epoll is a system call, where a
+    // blocking wait is one call in all; the spin pays off for work that other
+    // threads hand over, which it sees without a call (doc/example.md).
+    std::chrono::microseconds idle_spin{0};
     // direct by default: the fewest system calls (doc/example.md). A read
     // finds data that is there in one call, and after a short read waits
     // without re-arming epoll; a write almost never waits, and skips a

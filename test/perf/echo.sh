@@ -15,7 +15,7 @@
 #   --repetitions N   runs per server and workload; each keeps its best (3)
 #   --servers LIST    comma-separated keys (default: all but fibers-hybrid
 #                     and fibers-token): epoll asio asio-coro asio-spawn
-#                     fibers fibers-nospin fibers-threads2 fibers-hybrid
+#                     fibers fibers-spin fibers-threads2 fibers-hybrid
 #                     fibers-token
 #   --no-pin          do not pin (default: server on CPU 0, client on CPU 1)
 #   --syscalls HOW    perf (default when tracepoints work), strace or none
@@ -61,7 +61,7 @@ warmup=0.5
 repetitions=3
 pin=true
 syscalls=
-servers_option=epoll,asio,asio-coro,asio-spawn,fibers,fibers-nospin,fibers-threads2
+servers_option=epoll,asio,asio-coro,asio-spawn,fibers,fibers-spin,fibers-threads2
 build=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -85,10 +85,10 @@ number='^[0-9]+([.][0-9]+)?$'
 [[ $repetitions =~ ^[1-9][0-9]*$ ]] || bad_usage "--repetitions must be a positive integer"
 
 # The servers, in the order of the table. The anchor of the goals is epoll.
-all_servers=(epoll asio asio-coro asio-spawn fibers fibers-nospin fibers-threads2 fibers-hybrid fibers-token)
+all_servers=(epoll asio asio-coro asio-spawn fibers fibers-spin fibers-threads2 fibers-hybrid fibers-token)
 declare -A server_name=([epoll]="raw epoll" [asio]="asio callbacks" [asio-coro]="asio C++20 coroutines"
                         [asio-spawn]="asio::spawn" [fibers]="fibers"
-                        [fibers-nospin]="fibers --idle-spin 0" [fibers-threads2]="fibers --threads 2"
+                        [fibers-spin]="fibers --idle-spin 50" [fibers-threads2]="fibers --threads 2"
                         [fibers-hybrid]="fibers --io hybrid" [fibers-token]="fibers --io token")
 IFS=, read -r -a servers <<<"$servers_option"
 [ ${#servers[@]} -gt 0 ] || bad_usage "--servers is empty"
@@ -106,7 +106,7 @@ declare -A program=([epoll]=${EPOLL_ECHO_SERVER:-$build/test/perf/epoll_echo_ser
 server_command() {
     case "$1" in
         fibers) command=("$echo_server" --threads 1) ;;
-        fibers-nospin) command=("$echo_server" --threads 1 --idle-spin 0) ;;
+        fibers-spin) command=("$echo_server" --threads 1 --idle-spin 50) ;;
         fibers-threads2) command=("$echo_server" --threads 2) ;;
         fibers-hybrid) command=("$echo_server" --threads 1 --io hybrid) ;;
         fibers-token) command=("$echo_server" --threads 1 --io token) ;;
@@ -406,13 +406,13 @@ for workload in "${workloads[@]}"; do
     done
     has asio && result "echo.$w.rate.asio" "echo $name: messages per second" \
         "${best_rate[$ours]}" "${best_rate[$workload/asio]}" "${server_name[asio]}" msg/s -
-    if has fibers-nospin; then
-        result "echo.$w.spin.calls" "echo $name: system calls per message, idle spin on" \
-            "${best_calls[$ours]:-}" "${best_calls[$workload/fibers-nospin]:-}" "--idle-spin 0" calls -
-        result "echo.$w.spin.cpu" "echo $name: server CPU per message, idle spin on" \
-            "${best_cpu[$ours]}" "${best_cpu[$workload/fibers-nospin]}" "--idle-spin 0" us -
-        result "echo.$w.spin.rate" "echo $name: messages per second, idle spin on" \
-            "${best_rate[$ours]}" "${best_rate[$workload/fibers-nospin]}" "--idle-spin 0" msg/s -
+    if has fibers-spin; then
+        result "echo.$w.spin.calls" "echo $name: system calls per message, --idle-spin 50" \
+            "${best_calls[$workload/fibers-spin]:-}" "${best_calls[$ours]:-}" "no idle spin" calls -
+        result "echo.$w.spin.cpu" "echo $name: server CPU per message, --idle-spin 50" \
+            "${best_cpu[$workload/fibers-spin]}" "${best_cpu[$ours]}" "no idle spin" us -
+        result "echo.$w.spin.rate" "echo $name: messages per second, --idle-spin 50" \
+            "${best_rate[$workload/fibers-spin]}" "${best_rate[$ours]}" "no idle spin" msg/s -
     fi
     if has fibers-threads2; then
         result "echo.$w.threads2.cpu" "echo $name: server CPU per message, --threads 2" \
