@@ -120,19 +120,23 @@ BOOST_AUTO_TEST_SUITE_END()
 // first): every guarantee holds on that path too.
 BOOST_AUTO_TEST_SUITE(after_a_short_read)
 
-// Reads what is there into a buffer larger than it: a short read.
-std::string read_short(tcp::socket& client, tcp::socket& server, std::string const& what) {
-    asio::write(client, asio::buffer(what));
-    wait_until_readable(server, what.size());
-    char buffer[64];
-    std::size_t n = fibers::read_some(server, asio::buffer(buffer));
-    return std::string(buffer, n);
+// Runs `test(client, server)` in a fresh thread's hub, right after a short
+// read on `server` (into a buffer larger than what was there).
+template <class Test>
+void after_a_short_read_on(Test test) {
+    on_new_thread([&] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        asio::write(client, asio::buffer("first", 5));
+        wait_until_readable(server, 5);
+        char buffer[64];
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer));
+        BOOST_TEST(std::string(buffer, n) == "first");
+        test(client, server);
+    });
 }
 
 BOOST_AUTO_TEST_CASE(data_that_came_meanwhile_is_read) {
-    on_new_thread([] {
-        auto [client, server] = connected_pair(fibers::get_hub().loop());
-        BOOST_TEST(read_short(client, server, "first") == "first");
+    after_a_short_read_on([](tcp::socket& client, tcp::socket& server) {
         asio::write(client, asio::buffer("second", 6));
         wait_until_readable(server, 6);
         char buffer[64];
@@ -142,10 +146,8 @@ BOOST_AUTO_TEST_CASE(data_that_came_meanwhile_is_read) {
 }
 
 BOOST_AUTO_TEST_CASE(the_next_read_waits_for_data) {
-    on_new_thread([] {
-        auto [client, server] = connected_pair(fibers::get_hub().loop());
-        BOOST_TEST(read_short(client, server, "first") == "first");
-        fibers::task writer = fibers::spawn([&client = client] {
+    after_a_short_read_on([](tcp::socket& client, tcp::socket& server) {
+        fibers::task writer = fibers::spawn([&client] {
             fibers::sleep(5ms);
             asio::write(client, asio::buffer("later", 5));
         });
@@ -170,9 +172,7 @@ BOOST_AUTO_TEST_CASE(a_buffer_filled_to_the_brim_is_not_a_short_read) {
 }
 
 BOOST_AUTO_TEST_CASE(a_deadline_then_a_read_loses_no_byte) {
-    on_new_thread([] {
-        auto [client, server] = connected_pair(fibers::get_hub().loop());
-        BOOST_TEST(read_short(client, server, "first") == "first");
+    after_a_short_read_on([](tcp::socket& client, tcp::socket& server) {
         char buffer[64];
         BOOST_CHECK_THROW(fibers::read_some(server, asio::buffer(buffer), fibers::yield.after(10ms)), fibers::timeout);
         asio::write(client, asio::buffer("kept", 4));
@@ -182,10 +182,8 @@ BOOST_AUTO_TEST_CASE(a_deadline_then_a_read_loses_no_byte) {
 }
 
 BOOST_AUTO_TEST_CASE(end_of_stream_every_time) {
-    on_new_thread([] {
-        auto [client, server] = connected_pair(fibers::get_hub().loop());
-        BOOST_TEST(read_short(client, server, "first") == "first");
-        fibers::task closer = fibers::spawn([&client = client] {
+    after_a_short_read_on([](tcp::socket& client, tcp::socket& server) {
+        fibers::task closer = fibers::spawn([&client] {
             fibers::sleep(5ms);
             client.shutdown(tcp::socket::shutdown_send);
         });
@@ -200,9 +198,7 @@ BOOST_AUTO_TEST_CASE(end_of_stream_every_time) {
 }
 
 BOOST_AUTO_TEST_CASE(a_switchpoint_even_with_data_there) {
-    on_new_thread([] {
-        auto [client, server] = connected_pair(fibers::get_hub().loop());
-        BOOST_TEST(read_short(client, server, "first") == "first");
+    after_a_short_read_on([](tcp::socket& client, tcp::socket& server) {
         asio::write(client, asio::buffer("x", 1));
         wait_until_readable(server, 1);
         char buffer[4];
