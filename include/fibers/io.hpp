@@ -176,7 +176,7 @@ std::size_t read_some(Socket& s, MutableBufferSequence const& buffers, yield_t t
         // the reader.
         detail::last_drained_socket = nullptr;
         detail::call_deadline const deadline(token);
-        switchpoint();
+        // The post is the switchpoint: its wait checks before it starts.
         boost::asio::post(s.get_executor(), yield);
         n = s.async_read_some(buffers, deadline.left(token));
     } else {
