@@ -90,6 +90,12 @@ run_suite() {
     set -e
     local ran
     ran=$(sed -n 's/.*tests passed, [0-9]* tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+    if [ "$status" -ne 0 ]; then
+        # A failing test's output can run to thousands of lines: its failed
+        # checks are repeated last, where a reader of the log's tail sees them.
+        say "the failed checks in $dir:"
+        grep -aE '(error|fatal error): in "|runtime error:|ERROR: (Address|Leak|ThreadSanitizer)|WARNING: ThreadSanitizer|\*\*\*(Failed|Timeout|Exception)' "$log" | sed 's/\x1b\[[0-9;]*m//g' | head -n 40 || true
+    fi
     rm -f "$log"
     [ "$status" -eq 0 ] || die "the suite failed in $dir"
     [ -n "$ran" ] && [ "$ran" -gt 0 ] || die "no test ran in $dir"
