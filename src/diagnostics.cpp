@@ -2,6 +2,7 @@
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #include "diagnostics_internals.hpp"
+#include "fiber_registry.hpp"
 #include "fiber_internals.hpp"
 #include "format.hpp"
 #include "hub_internals.hpp"
@@ -9,7 +10,6 @@
 #include <fibers/diagnostics.hpp>
 
 #include <sched.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,11 +24,6 @@
 
 namespace fibers::detail {
 
-// Every thread's state, newest first; guarded by threads_busy. Outside
-// any unnamed namespace: tools/gdb/fibers.py reads them by these names.
-std::atomic<bool> threads_busy{false};
-thread_state* newest_thread = nullptr;
-
 namespace {
 
 // One fiber, copied without allocating.
@@ -42,8 +37,6 @@ struct fiber_snapshot {
     std::size_t stack_size = 0;
     std::size_t stack_used = 0;
 };
-
-constexpr std::uint64_t stack_fill_pattern = 0x5a17'f1be'75ac'c0deULL;
 
 // Bytes of the filled stack of `r` that were ever written: from its top
 // down to the deepest word that no longer holds the pattern. Another
@@ -72,26 +65,6 @@ std::int64_t steady_now_ns() noexcept {
 void const* own_anchor() noexcept {
     thread_state const* ts = current_thread_state;
     return ts != nullptr ? ts->anchor : nullptr;
-}
-
-bool is_live_fiber_of(thread_state const& ts, void const* record) noexcept {
-    if (record == ts.root)
-        return true;
-    for (fiber_record const* r = ts.newest_live; r != nullptr; r = r->older_live)
-        if (r == record)
-            return true;
-    return false;
-}
-
-void write_name(fiber_record const& r, char* buffer, std::size_t capacity) noexcept {
-    text_writer out(buffer, capacity);
-    if (r.is_root) {
-        out.put("Root");
-    } else if (std::strcmp(r.kind(), "fiber") == 0) {
-        out.put("fiber-").put_hex(reinterpret_cast<std::uintptr_t>(&r));
-    } else {
-        r.describe(buffer, capacity);
-    }
 }
 
 // What `r` waits on, as published. A joined fiber is named only if it is a
@@ -254,20 +227,6 @@ void write_fiber_line(text_writer& out, fiber_snapshot const& f) noexcept {
     out.put_dec(f.stack_used).pad_to(72).put(f.name).pad_to(92).put(f.waiting_on).put('\n');
 }
 
-class flag_guard {
-public:
-    explicit flag_guard(std::atomic<bool>& flag) noexcept : flag_(&flag) { acquire_flag(flag); }
-    flag_guard(flag_guard const&) = delete;
-    flag_guard& operator=(flag_guard const&) = delete;
-    ~flag_guard() {
-        if (flag_ != nullptr)
-            release_flag(*flag_);
-    }
-
-private:
-    std::atomic<bool>* flag_;
-};
-
 struct thread_snapshot {
     long os_thread_id = 0;
     bool is_caller = false;
@@ -361,31 +320,6 @@ void dump_from_signal(int) {
 
 } // namespace
 
-std::size_t describe_live_fiber(thread_state& ts, void const* record, char* buffer, std::size_t capacity) noexcept {
-    flag_guard list(ts.live_list_busy);
-    if (!is_live_fiber_of(ts, record))
-        return 0;
-    write_name(*static_cast<fiber_record const*>(record), buffer, capacity);
-    return std::strlen(buffer);
-}
-
-std::atomic<bool> fill_new_stacks{false};
-
-void wait_for_flag(std::atomic<bool>& flag) noexcept {
-    do
-        while (flag.load(std::memory_order_relaxed))
-            std::this_thread::yield();
-    while (flag.exchange(true, std::memory_order_acquire));
-}
-
-__attribute__((no_sanitize("address"))) void fill_stack(fiber_record& record) noexcept {
-    auto* word = reinterpret_cast<std::uint64_t*>(static_cast<char*>(record.stack.sp) - record.stack.size);
-    auto* const end = reinterpret_cast<std::uint64_t*>(record.stack.sp);
-    while (word != end)
-        *word++ = stack_fill_pattern;
-    record.stack_filled = true;
-}
-
 std::string describe_waits(thread_state const& ts) {
     std::string out;
     for_each_fiber(ts, nullptr, [&](fiber_snapshot const& s) {
@@ -400,19 +334,6 @@ std::string describe_waits(thread_state const& ts) {
         out += '\n';
     });
     return out;
-}
-
-using thread_list = newest_first_list<thread_state, &thread_state::newer_thread, &thread_state::older_thread>;
-
-void register_thread(thread_state& ts) noexcept {
-    ts.os_thread_id = ::syscall(SYS_gettid);
-    flag_guard guard(threads_busy);
-    thread_list::link(newest_thread, &ts);
-}
-
-void unregister_thread(thread_state& ts) noexcept {
-    flag_guard guard(threads_busy);
-    thread_list::unlink(newest_thread, &ts);
 }
 
 } // namespace fibers::detail

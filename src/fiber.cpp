@@ -1,7 +1,7 @@
 // Copyright the fibers authors.
 // Distributed under the Boost Software License, Version 1.0.
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
-#include "diagnostics_internals.hpp"
+#include "fiber_registry.hpp"
 #include "fiber_internals.hpp"
 #include "format.hpp"
 
@@ -252,7 +252,7 @@ std::string name_of(fiber_record const* record) {
         throw error("fibers: cannot switch from a fiber to itself");
     if (target->status.load(std::memory_order_relaxed) == fiber_status::ended)
         throw error("fibers: the fiber has ended");
-    throw error("fibers: only its hub may switch to a task");
+    throw error(std::string("fibers: only its scheduler may switch to a ") + target->kind());
 }
 
 inline void check_switch(thread_state const& ts, fiber_record const* target) {
@@ -374,14 +374,6 @@ void log_current_exception(char const* where) noexcept {
     } catch (...) {
         log(log_level::error, where);
     }
-}
-
-void fatal(char const* message) noexcept {
-    char const prefix[] = "fibers: fatal: ";
-    [[maybe_unused]] auto a = ::write(2, prefix, sizeof prefix - 1);
-    [[maybe_unused]] auto b = ::write(2, message, std::strlen(message));
-    [[maybe_unused]] auto c = ::write(2, "\n", 1);
-    std::abort();
 }
 
 std::any thread_state::switch_unchecked(fiber_record* target) { return switch_annotated(*this, target); }
@@ -552,12 +544,12 @@ void thread_state::drain_orphans() noexcept {
 using live_list = newest_first_list<fiber_record, &fiber_record::newer_live, &fiber_record::older_live>;
 
 void thread_state::link_live(fiber_record* record) noexcept {
-    live_list_guard guard(*this);
+    flag_guard guard(live_list_busy);
     live_list::link(newest_live, record);
 }
 
 void thread_state::unlink_live(fiber_record* record) noexcept {
-    live_list_guard guard(*this);
+    flag_guard guard(live_list_busy);
     live_list::unlink(newest_live, record);
 }
 
@@ -687,7 +679,7 @@ void fiber::set_parent(fiber p) {
     // A fiber that only some may switch to (a task: its hub) takes only such
     // a parent: its end returns there.
     if (!record_->accepts_switch_from(next))
-        throw error("fibers: only its hub may be a task's parent");
+        throw error(std::string("fibers: only its scheduler may be the parent of a ") + record_->kind());
     for (detail::fiber_record const* q = next; q != nullptr; q = q->parent)
         if (q == record_)
             throw std::invalid_argument("fibers: cyclic parent chain");

@@ -11,6 +11,8 @@
 #include <fibers/detail/fiber_record.hpp>
 #include <fibers/detail/thread_state.hpp>
 
+#include "format.hpp"
+
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
 
 #include <atomic>
@@ -46,8 +48,6 @@ struct thread_anchor : boost::intrusive_ref_counter<thread_anchor, boost::thread
 
 // The calling thread's state, made on first use.
 thread_state& this_thread_state();
-
-[[noreturn]] void fatal(char const* message) noexcept;
 
 // what() of an exception, for messages.
 std::string describe_exception(std::exception_ptr const& e);

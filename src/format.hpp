@@ -11,6 +11,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include <unistd.h>
 
 namespace fibers::detail {
 
@@ -111,6 +115,17 @@ private:
     std::size_t size_ = 0;
     std::size_t line_start_ = 0; // where the line being written starts
 };
+
+// Writes "fibers: fatal: MESSAGE" to stderr and aborts: for states the
+// library cannot continue from, on any layer (a context function that
+// returned, an ended fiber resumed), where nothing may allocate.
+[[noreturn]] inline void fatal(char const* message) noexcept {
+    char const prefix[] = "fibers: fatal: ";
+    [[maybe_unused]] auto a = ::write(2, prefix, sizeof prefix - 1);
+    [[maybe_unused]] auto b = ::write(2, message, std::strlen(message));
+    [[maybe_unused]] auto c = ::write(2, "\n", 1);
+    std::abort();
+}
 
 } // namespace fibers::detail
 

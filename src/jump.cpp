@@ -9,7 +9,7 @@
 #include <fibers/detail/jump.hpp>
 
 #if FIBERS_OWN_MAKE
-#include "fiber_internals.hpp"
+#include "format.hpp"
 
 #include <cstddef>
 #include <cstdint>

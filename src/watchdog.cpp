@@ -3,13 +3,12 @@
 // (See accompanying file LICENSE_1_0.txt or copy at https://www.boost.org/LICENSE_1_0.txt)
 #include "watchdog.hpp"
 
-#include "diagnostics_internals.hpp"
+#include "fiber_registry.hpp"
 #include "hub_internals.hpp"
 
 #include <fibers/log.hpp>
 
 #include <algorithm>
-#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -69,10 +68,9 @@ void hub_watchdog::watch() {
         reported = true;
         hub_access::count_stall(hub_);
         char name[96];
-        if (describe_live_fiber(owner_, running, name, sizeof name) == 0)
-            std::snprintf(name, sizeof name, "a fiber that has ended");
+        bool const live = describe_live_fiber(owner_, running, name, sizeof name) != 0;
         auto const held = std::chrono::duration_cast<std::chrono::milliseconds>(now - since);
-        log(log_level::warning, std::string("fibers: watchdog: ") + name + " has held the loop of thread " +
+        log(log_level::warning, std::string("fibers: watchdog: ") + (live ? name : "a fiber that has ended") + " has held the loop of thread " +
                                     std::to_string(owner_.os_thread_id) + " for " + std::to_string(held.count()) +
                                     " ms or more without a switch (threshold " + std::to_string(threshold_.count()) +
                                     " ms)");

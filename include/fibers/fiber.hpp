@@ -60,7 +60,7 @@ public:
     // Copies, moves and assignments keep the count right for where each
     // handle lies: a handle moved off that stack holds one again.
     fiber(fiber const& other) noexcept : record_(other.record_) { hold(); }
-    fiber(fiber&& other) noexcept : record_(std::exchange(other.record_, nullptr)) { arrive_from(&other); }
+    fiber(fiber&& other) noexcept : record_(std::exchange(other.record_, nullptr)) { settle_reference_moved_from(&other); }
     fiber& operator=(fiber const& other) noexcept {
         detail::fiber_record* previous = std::exchange(record_, other.record_);
         hold();
@@ -70,7 +70,7 @@ public:
     fiber& operator=(fiber&& other) noexcept {
         if (this != &other) {
             detail::fiber_record* previous = std::exchange(record_, std::exchange(other.record_, nullptr));
-            arrive_from(&other);
+            settle_reference_moved_from(&other);
             drop(previous);
         }
         return *this;
@@ -145,7 +145,7 @@ private:
             detail::release(record);
     }
     // record_ was just moved here from `source`, with its reference if it held one.
-    void arrive_from(fiber const* source) noexcept {
+    void settle_reference_moved_from(fiber const* source) noexcept {
         if (record_ == nullptr)
             return;
         bool const held_there = !detail::lies_on_own_stack(source, record_);
