@@ -260,10 +260,11 @@ scheduled_fiber::~scheduled_fiber() {
 void hub_access::schedule(hub& h, scheduled_fiber* f) {
     std::unique_ptr<scheduled_fiber> owned(f);
     if (!on_own_thread(h))
-        throw std::invalid_argument("fibers: a task belongs to the hub of the thread that makes it");
+        throw std::invalid_argument("fibers: a fiber is scheduled by the hub of the thread that makes it");
     if (!is_open(h))
         throw error("fibers: the hub is closed");
     f->scheduler = h.record_;
+    f->schedule_number = ++h.scheduled_so_far_;
     attach_new_fiber(owned.release(), h.record_);
     f->owner = &h;
     h.link_scheduled(f);

@@ -101,9 +101,8 @@ struct hub_access {
     // On the hub's thread: adds the fibers that what is queued on `h` (its
     // run queue and its mailbox) is to resume.
     static void add_ready_fibers(hub& h, std::vector<fiber_record const*>& out);
-    static std::uint64_t next_task_number(hub& h) noexcept { return ++h.tasks_made_; }
-    // Takes ownership of `f` and makes it a child of the hub's fiber that
-    // the hub schedules. On error deletes it and throws: fibers::error for
+    // Takes ownership of `f`, numbers it (schedule_number) and makes it a
+    // child of the hub's fiber that the hub schedules. On error deletes it and throws: fibers::error for
     // a closed hub, std::invalid_argument for a hub of another thread.
     static void schedule(hub& h, scheduled_fiber* f);
     // Once started the hub holds a reference to it until its end, which

@@ -107,7 +107,7 @@ std::string const& task_record::name() const {
     if (!given_name.empty())
         return given_name;
     if (made_name.empty())
-        made_name = "Fiber-" + std::to_string(number);
+        made_name = "Fiber-" + std::to_string(schedule_number);
     return made_name;
 }
 
@@ -117,7 +117,7 @@ std::size_t task_record::describe(char* buffer, std::size_t capacity) const noex
     if (!given_name.empty())
         out.put(given_name.data(), given_name.size());
     else
-        out.put("Fiber-").put_dec(number);
+        out.put("Fiber-").put_dec(schedule_number);
     return out.size();
 }
 
@@ -148,9 +148,8 @@ void attach_task(task_record* record, std::string name, hub* on) {
         throw;
     }
     // Named before it is scheduled: from then on, other threads' dumps
-    // read the name.
+    // read the name (its number, the hub sets before that too).
     record->given_name = std::move(name);
-    record->number = hub_access::next_task_number(*h);
     hub_access::schedule(*h, record); // deletes it if it throws
     record->mailbox = &hub_access::mailbox(*h);
     intrusive_ptr_add_ref(record->mailbox);

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -271,7 +272,7 @@ private:
     std::mutex watchdog_mutex_;
     std::unique_ptr<detail::hub_watchdog> watchdog_; // guarded by watchdog_mutex_
 
-    std::uint64_t tasks_made_ = 0;                // names "Fiber-N"
+    std::uint64_t scheduled_so_far_ = 0;
     detail::scheduled_fibers scheduled_;
 };
 

@@ -10,7 +10,7 @@
 Works on a live process (gdb -p PID), on a core file and, with
 gdb-multiarch, on a program under qemu-user's gdb stub, with the library's
 debug information (a RelWithDebInfo or Debug build). It reads the registry
-that src/diagnostics.cpp keeps: fibers::detail::newest_thread, the list of
+that src/fiber_registry.cpp keeps: fibers::detail::newest_thread, the list of
 every thread's state, and in each the list of its live fibers.
 
 `fiber bt` needs the registers a suspended fiber saved when it switched
@@ -151,9 +151,10 @@ class Fiber:
         if self.kind == "root":
             self.name = "Root"
         elif self.kind == "task":
-            task = "fibers::detail::task_record"
-            self.name = _std_string(_field(address, task, "given_name")) or "Fiber-%d" % int(
-                _field(address, task, "number"))
+            # A task's record derives from scheduled_fiber alone: both start
+            # at the same address.
+            self.name = _std_string(_field(address, "fibers::detail::task_record", "given_name")) or "Fiber-%d" % int(
+                _field(address, "fibers::detail::scheduled_fiber", "schedule_number"))
         elif self.kind == "hub":
             self.name = "Hub"
         else:

@@ -10,6 +10,7 @@
 
 #include <boost/intrusive/list.hpp>
 
+#include <cstdint>
 #include <exception>
 
 namespace fibers {
@@ -38,6 +39,9 @@ public:
 
     hub* owner = nullptr;                  // null once its hub is gone; used on its thread
     fiber_record const* scheduler = nullptr; // the hub's fiber
+    // Its place among the fibers its hub has scheduled, from 1: set before
+    // other threads can list it, so that a name made from it reads whole.
+    std::uint64_t schedule_number = 0;
 
     // In the hub's list of the fibers it schedules that have not ended.
     boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::safe_link>> scheduled_hook;

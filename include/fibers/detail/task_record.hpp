@@ -52,7 +52,6 @@ public:
     std::string const& name() const;
 
     hub_mailbox* mailbox = nullptr;  // counted: for requests from other threads
-    std::uint64_t number = 0; // N of "Fiber-N", counted per hub
     std::string given_name;
     mutable std::string made_name;
 
