@@ -70,7 +70,8 @@ void hub_watchdog::watch() {
         char name[96];
         bool const live = describe_live_fiber(owner_, running, name, sizeof name) != 0;
         auto const held = std::chrono::duration_cast<std::chrono::milliseconds>(now - since);
-        log(log_level::warning, std::string("fibers: watchdog: ") + (live ? name : "a fiber that has ended") + " has held the loop of thread " +
+        char const* const who = live ? name : "a fiber that has ended";
+        log(log_level::warning, std::string("fibers: watchdog: ") + who + " has held the loop of thread " +
                                     std::to_string(owner_.os_thread_id) + " for " + std::to_string(held.count()) +
                                     " ms or more without a switch (threshold " + std::to_string(threshold_.count()) +
                                     " ms)");

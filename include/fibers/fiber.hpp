@@ -60,7 +60,9 @@ public:
     // Copies, moves and assignments keep the count right for where each
     // handle lies: a handle moved off that stack holds one again.
     fiber(fiber const& other) noexcept : record_(other.record_) { hold(); }
-    fiber(fiber&& other) noexcept : record_(std::exchange(other.record_, nullptr)) { settle_reference_moved_from(&other); }
+    fiber(fiber&& other) noexcept : record_(std::exchange(other.record_, nullptr)) {
+        settle_reference_moved_from(&other);
+    }
     fiber& operator=(fiber const& other) noexcept {
         detail::fiber_record* previous = std::exchange(record_, other.record_);
         hold();
