@@ -68,15 +68,6 @@ bool only_thread_of_process() noexcept {
     return threads == 1;
 }
 
-bool is_live_fiber(thread_state const& ts, void const* record) noexcept {
-    if (record == ts.root)
-        return true;
-    for (fiber_record const* r = ts.newest_live; r != nullptr; r = r->older_live)
-        if (r == record)
-            return true;
-    return false;
-}
-
 enum class release { only_by_this_hub, only_by_this_process, maybe_elsewhere };
 
 // Who could end the wait `r` has published.
@@ -87,14 +78,14 @@ release who_ends_wait_of(thread_state const& ts, fiber_record const& r) noexcept
         return release::maybe_elsewhere; // an unpublished switch, or a timer
     void const* object = p.object.load(std::memory_order_relaxed);
     if (std::strcmp(what, "join") == 0)
-        return is_live_fiber(ts, object) ? release::only_by_this_hub : release::maybe_elsewhere;
+        return is_live_fiber_of(ts, object) ? release::only_by_this_hub : release::maybe_elsewhere;
     if (std::strcmp(what, "mutex") == 0) {
         // Only its holder releases a mutex. A waiter that is its holder has
         // been handed the lock by a release on another thread, and the wake
         // that release posts has not come yet.
         holder_reader holder = p.holder.load(std::memory_order_relaxed);
         void const* by = holder != nullptr ? holder(object) : nullptr;
-        if (by == nullptr || by == &r || !is_live_fiber(ts, by))
+        if (by == nullptr || by == &r || !is_live_fiber_of(ts, by))
             return release::maybe_elsewhere;
         return release::only_by_this_hub;
     }
