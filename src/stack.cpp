@@ -6,6 +6,7 @@
 #include "stack_overflow.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <atomic>
 #include <cassert>
 #include <cerrno>
@@ -84,6 +85,7 @@ struct guard_config {
     stack_guard_kind kind;
     std::size_t max_map_count;
     std::size_t budget;
+    bool markers_in_batches; // process_madvise(2) takes MADV_GUARD_INSTALL
 };
 
 std::size_t read_max_map_count() noexcept {
@@ -104,6 +106,18 @@ std::size_t read_max_map_count() noexcept {
     }
     return value;
 }
+
+#if defined(SYS_process_madvise)
+// Linux's name for the calling process where a pidfd is expected (since
+// 6.14): no descriptor to open, and none that a fork() leaves naming the
+// parent.
+constexpr int pidfd_self_process = -10001;
+
+long advise_ranges(iovec const* ranges, std::size_t n, int advice) noexcept {
+    return ::syscall(SYS_process_madvise, pidfd_self_process, ranges, n, advice, 0u);
+}
+
+#endif
 
 // Whether the kernel refuses to read `p` for a system call, as it does for
 // a guard page; no signal is raised.
@@ -134,11 +148,29 @@ bool kernel_has_guard_markers() noexcept {
     return guarded;
 }
 
+// Whether process_madvise(2) installs guard markers: tried on a page of its
+// own, which must then fault.
+bool kernel_marks_in_batches() noexcept {
+#if defined(SYS_process_madvise)
+    std::size_t const page = page_size();
+    void* const p = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    iovec const range{p, page};
+    bool const marked = advise_ranges(&range, 1, MADV_GUARD_INSTALL) == static_cast<long>(page) && reads_fault(p);
+    ::munmap(p, 2 * page);
+    return marked;
+#else
+    return false;
+#endif
+}
+
 guard_config make_guard_config() noexcept {
     guard_config cfg{};
     char const* const env = std::getenv("FIBERS_STACK_GUARD");
     bool const forced = env != nullptr && std::strcmp(env, "mprotect") == 0;
     cfg.kind = !forced && kernel_has_guard_markers() ? stack_guard_kind::marker : stack_guard_kind::mprotect;
+    cfg.markers_in_batches = cfg.kind == stack_guard_kind::marker && kernel_marks_in_batches();
     cfg.max_map_count = read_max_map_count();
     // Half the limit stays with the rest of the process (libraries, malloc,
     // thread stacks, other allocators); an mprotect guard in the middle of
@@ -217,6 +249,8 @@ struct size_class {
     std::vector<char*> released;
     char* cursor = nullptr;
     char* limit = nullptr;
+    // Slots of the current arena below this have their guard markers.
+    char* marked_until = nullptr;
     std::size_t carved = 0;
     std::size_t slots_per_arena;
 
@@ -230,7 +264,8 @@ struct size_class {
         char* end;
         std::vector<std::uint64_t> bits;
     };
-    std::vector<arena_guards> arenas;
+    std::vector<arena_guards> arenas; // by address: a release finds its slot's in log time
+    std::size_t protected_slots = 0;   // bits set: while none, a release looks for none
 };
 
 struct registry {
@@ -285,7 +320,9 @@ void map_arena(size_class& c) {
         if (p != MAP_FAILED) {
             char* const base = static_cast<char*>(p);
             try {
-                c.arenas.push_back({base, base + bytes, std::vector<std::uint64_t>((c.slots_per_arena + 63) / 64)});
+                auto const after = std::upper_bound(c.arenas.begin(), c.arenas.end(), base,
+                                                    [](char* b, auto const& a) { return b < a.base; });
+                c.arenas.insert(after, {base, base + bytes, std::vector<std::uint64_t>((c.slots_per_arena + 63) / 64)});
             } catch (...) {
                 ::munmap(p, bytes);
                 throw;
@@ -296,6 +333,7 @@ void map_arena(size_class& c) {
             record_arena(base, bytes, c.slot);
             c.cursor = base;
             c.limit = base + bytes;
+            c.marked_until = base;
             return;
         }
         int const err = errno;
@@ -309,13 +347,37 @@ void map_arena(size_class& c) {
     }
 }
 
-// Called with c.mutex held; returns the slot's base, i.e. its guard page.
-char* carve(size_class& c) {
+// Called with c.mutex held: guard markers for the slots from the cursor on,
+// a batch in one system call, where a call per slot made it most of the
+// cost of a new stack. What the call leaves undone gets its guard when
+// handed out.
+void mark_ahead(size_class& c) noexcept {
+#if defined(SYS_process_madvise)
+    constexpr std::size_t batch = 64;
+    std::size_t const page = page_size();
+    iovec ranges[batch];
+    std::size_t count = 0;
+    for (char* slot = c.cursor; slot != c.limit && count != batch; slot += c.slot)
+        ranges[count++] = {slot, page};
+    long const marked = advise_ranges(ranges, count, MADV_GUARD_INSTALL);
+    if (marked > 0)
+        c.marked_until = c.cursor + static_cast<std::size_t>(marked) / page * c.slot;
+#else
+    (void)c;
+#endif
+}
+
+// Called with c.mutex held; returns the slot's base, i.e. its guard page,
+// and whether its guard is in place already.
+char* carve(size_class& c, bool& guarded) {
     if (c.released.capacity() <= c.carved)
         c.released.reserve(std::max<std::size_t>({c.carved + 1, 2 * c.released.capacity(), 64}));
     if (c.cursor == c.limit)
         map_arena(c);
+    if (c.cursor == c.marked_until && guard().markers_in_batches)
+        mark_ahead(c);
     char* const slot = c.cursor;
+    guarded = slot < c.marked_until;
     c.cursor += c.slot;
     ++c.carved;
     return slot;
@@ -324,14 +386,16 @@ char* carve(size_class& c) {
 // Called with c.mutex held: the bit of the slot whose guard page is
 // `guard_page`, or null for a slot outside the arenas.
 std::uint64_t* protection_word(size_class& c, char const* guard_page, std::uint64_t& mask) noexcept {
-    for (auto& a : c.arenas) {
-        if (guard_page >= a.base && guard_page < a.end) {
-            std::size_t const index = static_cast<std::size_t>(guard_page - a.base) / c.slot;
-            mask = std::uint64_t(1) << (index % 64);
-            return &a.bits[index / 64];
-        }
-    }
-    return nullptr;
+    auto const after = std::upper_bound(c.arenas.begin(), c.arenas.end(), guard_page,
+                                        [](char const* p, auto const& a) { return p < a.base; });
+    if (after == c.arenas.begin())
+        return nullptr;
+    auto& a = *std::prev(after);
+    if (guard_page >= a.end)
+        return nullptr;
+    std::size_t const index = static_cast<std::size_t>(guard_page - a.base) / c.slot;
+    mask = std::uint64_t(1) << (index % 64);
+    return &a.bits[index / 64];
 }
 
 // Gives a slot, not yet handed out, its guard page.
@@ -340,20 +404,13 @@ void guard_slot(size_class& c, char* guard_page) noexcept {
         return;
     std::lock_guard<std::mutex> lock(c.mutex);
     std::uint64_t mask = 0;
-    if (std::uint64_t* word = protection_word(c, guard_page, mask))
+    if (std::uint64_t* word = protection_word(c, guard_page, mask)) {
         *word |= mask;
+        ++c.protected_slots;
+    }
 }
 
 #if defined(SYS_process_madvise)
-// Linux's name for the calling process where a pidfd is expected (since
-// 6.14): no descriptor to open, and none that a fork() leaves naming the
-// parent.
-constexpr int pidfd_self_process = -10001;
-
-long advise_ranges(iovec const* ranges, std::size_t n, int advice) noexcept {
-    return ::syscall(SYS_process_madvise, pidfd_self_process, ranges, n, advice, 0u);
-}
-
 // Whether process_madvise(2) gives the calling process's memory back:
 // tried on a page of its own, which must read zero after it, since an
 // emulator may answer success to what it does not pass on.
@@ -410,9 +467,10 @@ void release(size_class& c, char* const* lows, std::size_t n) noexcept {
     for (std::size_t i = 0; i != n; ++i) {
         char* const guard_page = lows[i] - page;
         std::uint64_t mask = 0;
-        std::uint64_t* const word = protection_word(c, guard_page, mask);
+        std::uint64_t* const word = c.protected_slots != 0 ? protection_word(c, guard_page, mask) : nullptr;
         if (word != nullptr && (*word & mask) != 0 && ::mprotect(guard_page, page, PROT_READ | PROT_WRITE) == 0) {
             *word &= ~mask;
+            --c.protected_slots;
             mprotect_guards.fetch_sub(1, std::memory_order_relaxed);
         }
         c.released.push_back(lows[i]);
@@ -523,6 +581,7 @@ FIBERS_NOINLINE boost::context::stack_context allocate_slow(std::size_t usable, 
     cache_bin* const b = tc != nullptr ? claim_bin(*tc, c) : nullptr;
     char* low = nullptr;
     char* slot = nullptr;
+    bool guarded = false;
     std::size_t refilled = 0;
     {
         std::lock_guard<std::mutex> lock(c.mutex);
@@ -540,7 +599,7 @@ FIBERS_NOINLINE boost::context::stack_context allocate_slow(std::size_t usable, 
                 c.released.resize(c.released.size() - refilled);
             }
         } else {
-            slot = carve(c);
+            slot = carve(c, guarded);
         }
     }
     std::size_t const page = page_size();
@@ -554,7 +613,8 @@ FIBERS_NOINLINE boost::context::stack_context allocate_slow(std::size_t usable, 
         }
         return make_context(low, usable, true);
     }
-    guard_slot(c, slot);
+    if (!guarded)
+        guard_slot(c, slot);
     return make_context(slot + page, usable, false);
 }
 
