@@ -294,7 +294,7 @@ void dump_from_signal(int) {
         bool const own = ts == me;
         // On its own thread, the list is being changed exactly when the
         // flag is held: by the code this handler interrupted.
-        bool const readable = own ? !ts->live_list_busy.load(std::memory_order_relaxed) : try_flag(ts->live_list_busy);
+        bool const readable = own ? !ts->live_list_busy.load(std::memory_order_relaxed) : try_live_list_read(*ts, 1000);
         text_writer line(buffer, sizeof buffer);
         if (!readable) {
             line.put("thread ").put_dec(static_cast<std::uint64_t>(ts->os_thread_id));
@@ -312,7 +312,7 @@ void dump_from_signal(int) {
             write_to_stderr(row);
         });
         if (!own)
-            release_flag(ts->live_list_busy);
+            end_live_list_read(*ts);
     }
     release_flag(threads_busy);
     errno = saved_errno;
@@ -361,9 +361,9 @@ void dump_fibers(std::ostream& out) {
             thread_snapshot& t = threads.emplace_back();
             t.os_thread_id = ts->os_thread_id;
             t.is_caller = ts == me;
-            std::optional<flag_guard> list;
+            std::optional<live_list_read> list;
             if (!t.is_caller)
-                list.emplace(ts->live_list_busy);
+                list.emplace(*ts);
             for_each_fiber(*ts, t.is_caller ? &ready : nullptr, [&](fiber_snapshot const& s) { t.fibers.push_back(s); });
         }
     }

@@ -544,12 +544,12 @@ void thread_state::drain_orphans() noexcept {
 using live_list = newest_first_list<fiber_record, &fiber_record::newer_live, &fiber_record::older_live>;
 
 void thread_state::link_live(fiber_record* record) noexcept {
-    flag_guard guard(live_list_busy);
+    live_list_change guard(*this);
     live_list::link(newest_live, record);
 }
 
 void thread_state::unlink_live(fiber_record* record) noexcept {
-    flag_guard guard(live_list_busy);
+    live_list_change guard(*this);
     live_list::unlink(newest_live, record);
 }
 

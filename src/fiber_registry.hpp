@@ -60,8 +60,62 @@ private:
     std::atomic<bool>& flag_;
 };
 
+// A thread's list of live fibers changes at every fiber's birth and end,
+// and another thread reads it only for a dump or a watchdog's report. So
+// the lock on it is biased to its owner: where the kernel has
+// membarrier(2), the thread marks its change with plain stores, and a
+// reader makes every running thread of the process pass a full barrier
+// before it looks (the asymmetric form of Dekker's lock: either the reader
+// sees the change under way and waits, or the owner sees the reader and
+// waits). Elsewhere, and under ThreadSanitizer, which sees no order in
+// that barrier, the owner exchanges the flag like any lock.
+extern std::atomic<bool> live_lists_biased;
+FIBERS_COLD void wait_out_reader(thread_state& ts) noexcept;
+
+class live_list_change {
+public:
+    explicit live_list_change(thread_state& ts) noexcept : ts_(ts) {
+        if (FIBERS_LIKELY(live_lists_biased.load(std::memory_order_relaxed))) {
+            ts.live_list_busy.store(true, std::memory_order_relaxed);
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+            // Acquire: the change's stores stay after this load.
+            if (FIBERS_UNLIKELY(ts.live_list_read.load(std::memory_order_acquire)))
+                wait_out_reader(ts);
+        } else {
+            acquire_flag(ts.live_list_busy);
+        }
+    }
+    live_list_change(live_list_change const&) = delete;
+    live_list_change& operator=(live_list_change const&) = delete;
+    ~live_list_change() { release_flag(ts_.live_list_busy); }
+
+private:
+    thread_state& ts_;
+};
+
+// Reading another thread's list. Tries at most `attempts` times (with a
+// yield between) and returns whether it may read: safe in a signal
+// handler, whose thread may hold what it tries. After a true, the reader
+// ends with end_live_list_read.
+bool try_live_list_read(thread_state& ts, int attempts) noexcept;
+void end_live_list_read(thread_state& ts) noexcept;
+
+class live_list_read {
+public:
+    explicit live_list_read(thread_state& ts) noexcept : ts_(ts) {
+        while (!try_live_list_read(ts, 1000)) {
+        }
+    }
+    live_list_read(live_list_read const&) = delete;
+    live_list_read& operator=(live_list_read const&) = delete;
+    ~live_list_read() { end_live_list_read(ts_); }
+
+private:
+    thread_state& ts_;
+};
+
 // Whether `record` is the root or a live fiber of `ts`; the caller is the
-// thread itself or holds its list's flag.
+// thread itself or reads its list.
 bool is_live_fiber_of(thread_state const& ts, void const* record) noexcept;
 
 // The name of `r` as every listing gives it, written without allocating.

@@ -55,11 +55,13 @@ public:
     fiber_record* newest_live = nullptr; // fibers of this thread that have not ended
     bool overflow_handler_ready = false;
 
-    // Diagnostics read the list of live fibers from other threads and from
-    // signal handlers while this flag is theirs; the thread takes it to
-    // change the list. Every thread's state is on one list, from its first
-    // use of fibers until it exits (src/fiber_registry.cpp).
+    // Set while the thread changes its list of live fibers, which
+    // diagnostics read from other threads and from signal handlers; a
+    // reader from another thread sets the second for as long as it reads.
+    // Every thread's state is on one list, from its first use of fibers
+    // until it exits (src/fiber_registry.cpp).
     std::atomic<bool> live_list_busy{false};
+    std::atomic<bool> live_list_read{false};
     thread_state* older_thread = nullptr;
     thread_state* newer_thread = nullptr;
     long os_thread_id = 0;
