@@ -291,6 +291,82 @@ void hub_access::check_may_wait(hub const& h) {
         throw error("fibers: the hub is closed");
 }
 
+namespace {
+
+// Off the set before its deadline: the timer goes with the last, so that a
+// hub with nothing to wake holds no Asio work for it.
+void forget_sleeper(hub_sleepers& s, sleeper& z) noexcept {
+    s.set.erase(s.set.iterator_to(z));
+    if (s.set.empty() && s.armed) {
+        s.armed = false;
+        s.timer.cancel();
+    }
+}
+
+} // namespace
+
+bool hub_access::wake_due_sleepers(hub& h) noexcept {
+    hub_sleepers& s = *h.sleepers_;
+    if (s.set.empty())
+        return false;
+    auto const now = std::chrono::steady_clock::now();
+    bool woke = false;
+    while (!s.set.empty() && s.set.begin()->until <= now) {
+        sleeper& due = *s.set.begin();
+        s.set.erase(s.set.begin());
+        h.push_here(due.wake);
+        woke = true;
+    }
+    return woke;
+}
+
+// Before the hub sleeps: its timer for the earliest sleeper, set only then
+// and only if it changed, since every setting is a timerfd_settime(2), which
+// a virtual machine turns into an exit.
+void hub_access::arm_sleep_timer(hub& h) noexcept {
+    hub_sleepers& s = *h.sleepers_;
+    if (s.set.empty())
+        return;
+    auto const deadline = s.set.begin()->until;
+    if (s.armed && s.armed_for == deadline)
+        return;
+    s.armed = true;
+    s.armed_for = deadline;
+    s.timer.expires_at(deadline); // a wait pending for another deadline ends, operation_aborted
+    s.timer.async_wait([&h, &s](boost::system::error_code const& ec) {
+        if (ec)
+            return;
+        s.armed = false;
+        wake_due_sleepers(h);
+    });
+}
+
+void hub_access::sleep_until(hub& h, std::chrono::steady_clock::time_point deadline) {
+    if (FIBERS_UNLIKELY(!h.sleepers_))
+        h.sleepers_ = std::make_unique<hub_sleepers>(h.io_);
+    hub_sleepers& s = *h.sleepers_;
+    sleeper me(current_thread_state->current, deadline);
+    s.set.insert(s.set.end(), me); // the hub looks at the set each time it looks at I/O
+    try {
+        h.switch_to();
+    } catch (...) {
+        if (me.hook.is_linked()) {
+            forget_sleeper(s, me);
+            throw;
+        }
+        // Its deadline came first: the sleep is over, the interruption
+        // waits for the next wait.
+        if (!me.wake.ran)
+            me.wake.unqueue();
+        if (!defer_interruption(std::current_exception()))
+            throw;
+        return;
+    }
+    // Resumed another way (the hub ended under a root that slept).
+    if (me.hook.is_linked())
+        forget_sleeper(s, me);
+}
+
 } // namespace detail
 
 using detail::hub_access;
@@ -474,6 +550,8 @@ void hub::dispatch_until_closed() {
 }
 
 void hub::run_io_handlers(bool block) {
+    if (sleepers_ && !block)
+        hub_access::wake_due_sleepers(*this);
     try {
         if (block) {
             io_.run_one();
@@ -495,6 +573,11 @@ void hub::run_io_handlers(bool block) {
 }
 
 void hub::wait_for_work() {
+    if (sleepers_) {
+        if (hub_access::wake_due_sleepers(*this))
+            return;
+        hub_access::arm_sleep_timer(*this);
+    }
     // The root waits on something known, and the loop is out of work: it
     // may be for ever. The loop's own Asio work is its work guard and, while
     // armed, the wait for SIGINT.

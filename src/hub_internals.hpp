@@ -13,6 +13,8 @@
 #include <fibers/errors.hpp>
 #include <fibers/hub.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/set.hpp>
 #include <boost/intrusive_ptr.hpp>
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
 
@@ -43,6 +45,38 @@ struct hub_mailbox final : mailbox_flag, boost::intrusive_ref_counter<hub_mailbo
     // push needs no wake through the loop (an eventfd write, and Asio's
     // mutex, which the spin's polls hold often).
     bool spinning = false;
+};
+
+// A fiber in sleep(), in its frame: in its hub's set by deadline until the
+// hub's timer for the earliest passes it, then queued to resume.
+struct sleeper {
+    explicit sleeper(fiber_record* f, std::chrono::steady_clock::time_point deadline) noexcept
+        : until(deadline), wake(f) {}
+    std::chrono::steady_clock::time_point const until;
+    boost::intrusive::set_member_hook<> hook;
+    yield_entry wake;
+};
+
+struct sleepers_by_deadline {
+    bool operator()(sleeper const& a, sleeper const& b) const noexcept { return a.until < b.until; }
+};
+
+// One Asio timer per hub rather than one per sleeper: a sleep allocates
+// nothing, touches no atomic, and most go in at the end of the set (the
+// same duration after a later start), in constant time, where Asio's heap
+// of timers touched a timer on another fiber's stack at each of its
+// levels. Equal deadlines wake in the order they were set. The hub wakes
+// those due each time it looks at I/O, and sets the timer only before it
+// blocks.
+struct hub_sleepers {
+    explicit hub_sleepers(boost::asio::io_context& io) : timer(io) {}
+    boost::intrusive::multiset<
+        sleeper, boost::intrusive::member_hook<sleeper, boost::intrusive::set_member_hook<>, &sleeper::hook>,
+        boost::intrusive::compare<sleepers_by_deadline>>
+        set;
+    boost::asio::steady_timer timer;
+    bool armed = false;
+    std::chrono::steady_clock::time_point armed_for{};
 };
 
 // The calling thread's hub once made (until it is destroyed), else null.
@@ -114,6 +148,15 @@ struct hub_access {
     // Throws unless the calling fiber may wait on `h`: its thread, open,
     // not the hub fiber itself. Runs switchpoint() first.
     static void check_may_wait(hub const& h);
+    // The calling fiber, which may wait on `h` (checked), waits until
+    // `deadline`. An interruption that comes once the deadline has queued
+    // its resumption is deferred (defer_interruption).
+    static void sleep_until(hub& h, std::chrono::steady_clock::time_point deadline);
+    // The hub's side of sleep, for a hub with sleepers_: queues the
+    // sleepers whose deadline has passed (whether any), and before the loop
+    // blocks sets its timer for the earliest of the rest.
+    static bool wake_due_sleepers(hub& h) noexcept;
+    static void arm_sleep_timer(hub& h) noexcept;
 };
 
 } // namespace fibers::detail

@@ -202,11 +202,9 @@ void end_task(task_record& t) noexcept {
 void sleep_for(std::chrono::nanoseconds d) {
     hub& h = get_hub();
     hub_access::check_may_wait(h);
-    boost::asio::steady_timer timer(h.loop(), d);
-    published_wait note("sleep", waited_object::none, nullptr, publication_deadline(timer.expiry()));
-    switch_back<boost::system::error_code> wakeup;
-    timer.async_wait(wakeup);
-    wakeup.wait();
+    auto const until = saturated_deadline(std::chrono::steady_clock::now(), d);
+    published_wait note("sleep", waited_object::none, nullptr, publication_deadline(until));
+    hub_access::sleep_until(h, until);
 }
 
 } // namespace detail

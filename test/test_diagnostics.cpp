@@ -713,6 +713,33 @@ BOOST_AUTO_TEST_CASE(a_join_of_a_task_stuck_on_an_event_nobody_can_set) {
     }), {"Root (root): join stuck", "stuck (task): event 0x"});
 }
 
+// A sleep cut short takes its part of the hub's timer with it: a timer
+// left for the hour would count as work that may yet resume a fiber, and
+// hide the deadlock for that long.
+BOOST_AUTO_TEST_CASE(a_sleep_cut_short_leaves_no_timer_that_hides_a_deadlock) {
+    if (!a_child_can_prove_it_is_alone()) {
+        BOOST_TEST_MESSAGE("a process cannot prove here that it runs one thread: not run");
+        return;
+    }
+    check_deadlock_reported(in_single_threaded_child([] {
+        ::alarm(30); // the failure would be a wait of an hour
+        fibers::task sleeper = fibers::spawn([] { fibers::sleep(1h); });
+        fibers::sleep(0s);
+        sleeper.cancel();
+        sleeper.join();
+        fibers::event never;
+        fibers::task stuck = fibers::spawn([&] { never.wait(); }, fibers::task_options{"stuck"});
+        try {
+            stuck.join();
+            ::write(2, "joined\n", 7);
+            ::_exit(4);
+        } catch (fibers::deadlock const& d) {
+            print_deadlock(d);
+        }
+        fibers::get_hub().close();
+    }), {"stuck (task): event 0x"});
+}
+
 BOOST_AUTO_TEST_CASE(two_tasks_locking_two_mutexes_in_opposite_order) {
     // With other threads about: a mutex held by a fiber of the hub can only
     // be released by it, whatever the other threads do.

@@ -18,6 +18,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -309,6 +310,56 @@ BOOST_AUTO_TEST_CASE(sleep_lasts_at_least_its_duration) {
         auto start = std::chrono::steady_clock::now();
         fibers::sleep(20ms);
         BOOST_TEST((std::chrono::steady_clock::now() - start >= 20ms));
+    });
+}
+
+// Sleepers wait in their hub's set, on their own stacks: cancels from the
+// hub's thread and from another, landing before, at and after deadlines,
+// must each end a sleep early or find it over, never lose a fiber or leave
+// the set pointing into a stack that is gone.
+BOOST_AUTO_TEST_CASE(cancels_race_the_deadlines_of_sleeps) {
+    on_new_thread([] {
+        using clock = std::chrono::steady_clock;
+        std::minstd_rand random(20261127);
+        std::size_t slept = 0, cut_short = 0, too_short = 0, spawned = 0;
+        for (int round = 0; round < 100; ++round) {
+            std::vector<fibers::task> tasks;
+            for (int i = 0; i < 20; ++i, ++spawned) {
+                auto const d = std::chrono::microseconds(random() % 3000);
+                tasks.push_back(fibers::spawn([&, d] {
+                    auto const start = clock::now();
+                    try {
+                        fibers::sleep(d);
+                    } catch (fibers::cancelled const&) {
+                        ++cut_short;
+                        throw;
+                    }
+                    too_short += clock::now() - start < d ? 1 : 0;
+                    ++slept;
+                    fibers::sleep(1h); // until cancelled
+                }));
+            }
+            // Half cancelled from another thread, through the hub's mailbox.
+            std::vector<fibers::task> theirs(tasks.begin(), tasks.begin() + 10);
+            auto const their_delay = std::chrono::microseconds(random() % 3000);
+            std::thread canceller([&theirs, their_delay] {
+                std::this_thread::sleep_for(their_delay);
+                for (auto& t : theirs)
+                    t.cancel();
+                theirs.clear();
+            });
+            fibers::sleep(std::chrono::microseconds(random() % 3000));
+            for (std::size_t i = 10; i < tasks.size(); ++i)
+                tasks[i].cancel();
+            for (auto& t : tasks)
+                t.join(); // each ends: before, at or after its deadline
+            canceller.join();
+        }
+        BOOST_TEST_MESSAGE(slept << " sleeps ended at their deadline, " << cut_short << " cut short");
+        BOOST_TEST(slept + cut_short == spawned);
+        BOOST_TEST(too_short == 0u);
+        BOOST_TEST(slept > 0u);
+        BOOST_TEST(cut_short > 0u);
     });
 }
 

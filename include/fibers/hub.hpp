@@ -31,6 +31,7 @@ class hub;
 namespace detail {
 struct hub_access;
 struct hub_signals;
+struct hub_sleepers;
 class scheduled_fiber;
 class hub_watchdog;
 // The calling fiber's turn goes to every entry queued before it:
@@ -274,6 +275,8 @@ private:
 
     std::uint64_t scheduled_so_far_ = 0;
     detail::scheduled_fibers scheduled_;
+    // The fibers in sleep() and the one timer for them; made by the first.
+    std::unique_ptr<detail::hub_sleepers> sleepers_;
 };
 
 /// The calling thread's hub (= hub::get()).

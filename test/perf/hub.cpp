@@ -15,6 +15,10 @@
 //                        made and joined from another fiber
 //   root spawn+join      spawn([]{}).join() from the root fiber; a
 //                        Boost.Fiber fiber made and joined from main
+//   timed sleep          1,000 tasks that each sleep 20 us at a time, per
+//                        sleep (the loop has always some due: the cost of a
+//                        sleep and its wake-up); the same with 1,000
+//                        Boost.Fiber fibers and this_fiber::sleep_for
 //
 // Goals: sleep(0s) at most 0.6x Boost.Fiber's yield, spawn+join at most
 // 0.5x, from a task and from the root alike. The machine is shared and
@@ -28,8 +32,10 @@
 
 #include <boost/fiber/all.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <vector>
 
 namespace {
 
@@ -106,6 +112,39 @@ double boost_create_join(long count) {
     return nanoseconds_per(start, count);
 }
 
+constexpr long timed_sleepers = 1000;
+constexpr auto timed_sleep = 20us;
+
+double hub_timed_sleeps(long count) {
+    long const each = std::max(count / timed_sleepers, 1L);
+    std::vector<fibers::task> sleepers;
+    sleepers.reserve(timed_sleepers);
+    auto start = clock_type::now();
+    for (long i = 0; i < timed_sleepers; ++i)
+        sleepers.push_back(fibers::spawn([each] {
+            for (long k = 0; k < each; ++k)
+                fibers::sleep(timed_sleep);
+        }));
+    for (auto& t : sleepers)
+        t.join();
+    return nanoseconds_per(start, each * timed_sleepers);
+}
+
+double boost_timed_sleeps(long count) {
+    long const each = std::max(count / timed_sleepers, 1L);
+    std::vector<boost::fibers::fiber> sleepers;
+    sleepers.reserve(timed_sleepers);
+    auto start = clock_type::now();
+    for (long i = 0; i < timed_sleepers; ++i)
+        sleepers.emplace_back([each] {
+            for (long k = 0; k < each; ++k)
+                boost::this_fiber::sleep_for(timed_sleep);
+        });
+    for (auto& f : sleepers)
+        f.join();
+    return nanoseconds_per(start, each * timed_sleepers);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -117,6 +156,8 @@ int main(int argc, char** argv) {
         {"task spawn+join", &task_spawn_join, &boost_fiber_create_join, "fiber+join in a fiber", 0.5,
          100000 * scale},
         {"root spawn+join", &hub_spawn_join, &boost_create_join, "fiber+join from main", 0.5, 100000 * scale},
+        {"timed sleep, 1000 sleepers", &hub_timed_sleeps, &boost_timed_sleeps, "this_fiber::sleep_for", 0,
+         200000 * scale},
     };
     fibers_perf::run_and_print(rows, repetitions, "hub");
     fibers::get_hub().close();
