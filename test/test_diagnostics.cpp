@@ -674,6 +674,22 @@ void print_deadlock(fibers::deadlock const& d) {
     ::write(2, text.data(), text.size());
 }
 
+// In a child: the root joins a task named "stuck" that waits on an event
+// nobody can set, prints the deadlock that ends the join, and closes the
+// hub, which unwinds the task while its event is still there.
+void join_a_task_stuck_on_an_event_nobody_can_set() {
+    fibers::event never;
+    fibers::task stuck = fibers::spawn([&] { never.wait(); }, fibers::task_options{"stuck"});
+    try {
+        stuck.join();
+        ::write(2, "joined\n", 7);
+        ::_exit(4);
+    } catch (fibers::deadlock const& d) {
+        print_deadlock(d);
+    }
+    fibers::get_hub().close();
+}
+
 } // namespace
 
 // Whether a forked child reads itself as its process's only thread in
@@ -700,16 +716,7 @@ BOOST_AUTO_TEST_CASE(a_join_of_a_task_stuck_on_an_event_nobody_can_set) {
         return;
     }
     check_deadlock_reported(in_single_threaded_child([] {
-        fibers::event never;
-        fibers::task stuck = fibers::spawn([&] { never.wait(); }, fibers::task_options{"stuck"});
-        try {
-            stuck.join();
-            ::write(2, "joined\n", 7);
-            ::_exit(4);
-        } catch (fibers::deadlock const& d) {
-            print_deadlock(d);
-        }
-        fibers::get_hub().close(); // unwinds the task
+        join_a_task_stuck_on_an_event_nobody_can_set();
     }), {"Root (root): join stuck", "stuck (task): event 0x"});
 }
 
@@ -727,16 +734,7 @@ BOOST_AUTO_TEST_CASE(a_sleep_cut_short_leaves_no_timer_that_hides_a_deadlock) {
         fibers::sleep(0s);
         sleeper.cancel();
         sleeper.join();
-        fibers::event never;
-        fibers::task stuck = fibers::spawn([&] { never.wait(); }, fibers::task_options{"stuck"});
-        try {
-            stuck.join();
-            ::write(2, "joined\n", 7);
-            ::_exit(4);
-        } catch (fibers::deadlock const& d) {
-            print_deadlock(d);
-        }
-        fibers::get_hub().close();
+        join_a_task_stuck_on_an_event_nobody_can_set();
     }), {"stuck (task): event 0x"});
 }
 
