@@ -9,7 +9,6 @@
 
 #include <fibers/diagnostics.hpp>
 
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -262,23 +261,14 @@ void write_to_stderr(text_writer const& t) noexcept {
     }
 }
 
-// A flag tried for a while, never waited for: its holder may be the very
-// code this handler interrupted.
-bool try_flag(std::atomic<bool>& flag) noexcept {
-    for (int attempt = 0; attempt < 1000; ++attempt) {
-        if (!flag.exchange(true, std::memory_order_acquire))
-            return true;
-        ::sched_yield();
-    }
-    return false;
-}
-
 void dump_from_signal(int) {
     int const saved_errno = errno;
     char buffer[512];
     text_writer out(buffer, sizeof buffer);
     thread_state const* const me = current_thread_state;
-    if (!try_flag(threads_busy)) {
+    // Tried for a while, never waited for: its holder may be the very code
+    // this handler interrupted.
+    if (!try_flag(threads_busy, 1000)) {
         write_to_stderr(out.put("fibers: a thread is starting or exiting; no dump this time\n"));
         errno = saved_errno;
         return;

@@ -66,15 +66,18 @@ void wait_out_reader(thread_state& ts) noexcept {
     } while (ts.live_list_read.load(std::memory_order_acquire));
 }
 
-bool try_live_list_read(thread_state& ts, int attempts) noexcept {
-    if (!live_lists_biased.load(std::memory_order_relaxed)) {
-        for (int attempt = 0; attempt < attempts; ++attempt) {
-            if (!ts.live_list_busy.exchange(true, std::memory_order_acquire))
-                return true;
-            std::this_thread::yield();
-        }
-        return false;
+bool try_flag(std::atomic<bool>& flag, int attempts) noexcept {
+    for (int attempt = 0; attempt < attempts; ++attempt) {
+        if (!flag.exchange(true, std::memory_order_acquire))
+            return true;
+        std::this_thread::yield();
     }
+    return false;
+}
+
+bool try_live_list_read(thread_state& ts, int attempts) noexcept {
+    if (!live_lists_biased.load(std::memory_order_relaxed))
+        return try_flag(ts.live_list_busy, attempts);
     int attempt = 0;
     for (; ts.live_list_read.exchange(true, std::memory_order_acquire); ++attempt) {
         if (attempt + 1 >= attempts)

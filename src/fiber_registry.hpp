@@ -48,6 +48,9 @@ FIBERS_ALWAYS_INLINE void acquire_flag(std::atomic<bool>& flag) noexcept {
         wait_for_flag(flag);
 }
 inline void release_flag(std::atomic<bool>& flag) noexcept { flag.store(false, std::memory_order_release); }
+// Tries at most `attempts` times, with a yield between: for a signal
+// handler, whose thread may hold the flag.
+bool try_flag(std::atomic<bool>& flag, int attempts) noexcept;
 
 class flag_guard {
 public:

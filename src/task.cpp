@@ -9,8 +9,6 @@
 #include <fibers/switchpoint.hpp>
 #include <fibers/task.hpp>
 
-#include <boost/asio/steady_timer.hpp>
-
 #include <algorithm>
 #include <cstring>
 #include <string>
