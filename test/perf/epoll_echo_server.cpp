@@ -8,6 +8,9 @@
 // the fibers example server's). On an input edge it reads; a read that
 // fills less than the buffer has drained the socket, so it does not read
 // again until the next edge (a read bound to fail is a system call wasted).
+// That holds only until the peer's end of stream has come: it may wait
+// behind the last bytes with no edge still to come, so once an event has
+// said EPOLLRDHUP the connection reads on until the read returns 0.
 // What it read it writes back at once; what the socket does not take waits
 // for the output edge, and the connection reads nothing more until it is
 // gone. Accepted sockets get TCP_NODELAY, as every server of the benchmark.
@@ -51,6 +54,7 @@ struct connection {
     std::size_t pending = 0;  // bytes in `buffer` not yet written back
     std::size_t written = 0;  // of those, already written
     bool peer_done = false;   // end of stream seen
+    bool peer_closing = false; // EPOLLRDHUP came: a short read no longer proves the socket empty
 };
 
 // Writes what is pending; false once the socket takes no more for now.
@@ -96,7 +100,7 @@ bool serve(connection& c, bool readable) {
         c.pending = static_cast<std::size_t>(n);
         if (!flush(c))
             return true;
-        if (static_cast<std::size_t>(n) < buffer_size)
+        if (static_cast<std::size_t>(n) < buffer_size && !c.peer_closing)
             return true; // drained: the next input edge says when there is more
     }
     return false; // the peer finished and everything is echoed
@@ -210,6 +214,8 @@ int main(int argc, char** argv) {
             }
             auto* c = static_cast<connection*>(what);
             std::uint32_t const events = ready[i].events;
+            if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0)
+                c->peer_closing = true;
             if ((events & EPOLLERR) != 0 || !serve(*c, (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0))
                 close_connection(c);
         }
