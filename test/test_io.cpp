@@ -197,6 +197,75 @@ BOOST_AUTO_TEST_CASE(end_of_stream_every_time) {
     });
 }
 
+// A short read does not prove the socket empty: when the peer's end of
+// stream came with its last bytes, or before the read, the read returns the
+// bytes and the end of stream waits behind them, with no readiness edge
+// still to come. The loop must look at I/O meanwhile (sleeps), so that the
+// reactor has taken that edge before the reads.
+BOOST_AUTO_TEST_CASE(the_end_of_stream_that_came_with_the_last_bytes_is_read) {
+    on_new_thread([] {
+        auto [client, server] = connected_pair(fibers::get_hub().loop());
+        asio::write(client, asio::buffer("last", 4));
+        client.shutdown(tcp::socket::shutdown_send);
+        wait_until_readable(server, 4);
+        for (int i = 0; i < 3; ++i)
+            fibers::sleep(1ms);
+        char buffer[64];
+        boost::system::error_code ec;
+        std::size_t n = fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec].after(5s));
+        BOOST_TEST(std::string(buffer, n) == "last");
+        BOOST_TEST(!ec);
+        n = fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec].after(5s));
+        BOOST_TEST(n == 0u);
+        BOOST_TEST((ec == asio::error::eof));
+    });
+}
+
+// The same, raced: a peer on another thread sends a few bytes at a time and
+// its end of stream at random moments against a reader that echoes what it
+// reads (a read, a write, a read again: the path after a short read). The
+// reader must see every byte, then the end of stream, within its deadline.
+BOOST_AUTO_TEST_CASE(an_echoing_reader_sees_the_end_of_stream_however_it_comes) {
+    on_new_thread([] {
+        std::minstd_rand random(11);
+        for (int round = 0; round < 200; ++round) {
+            auto [client, server] = connected_pair(fibers::get_hub().loop());
+            int const chunks = 1 + static_cast<int>(random() % 4);
+            unsigned const pause_us = static_cast<unsigned>(random() % 200);
+            std::thread peer([&client = client, chunks, pause_us] {
+                for (int i = 0; i < chunks; ++i) {
+                    asio::write(client, asio::buffer("abcd", 4));
+                    if (pause_us != 0 && i + 1 < chunks)
+                        std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+                }
+                client.shutdown(tcp::socket::shutdown_send);
+            });
+            std::size_t received = 0;
+            boost::system::error_code ec;
+            char buffer[64];
+            if (random() % 2)
+                fibers::sleep(1ms); // the first read may find it all there
+            try {
+                for (;;) {
+                    std::size_t const n =
+                        fibers::read_some(server, asio::buffer(buffer), fibers::yield[ec].after(5s));
+                    received += n;
+                    if (ec)
+                        break;
+                    fibers::write(server, asio::buffer(buffer, n));
+                    if (random() % 2)
+                        fibers::sleep(0s); // the loop looks at I/O
+                }
+            } catch (fibers::timeout const&) {
+                ec = asio::error::timed_out;
+            }
+            peer.join();
+            BOOST_TEST((ec == asio::error::eof), "round " << round << ": " << ec.message());
+            BOOST_TEST(received == static_cast<std::size_t>(chunks) * 4u);
+        }
+    });
+}
+
 BOOST_AUTO_TEST_CASE(a_switchpoint_even_with_data_there) {
     after_a_short_read_on([](tcp::socket& client, tcp::socket& server) {
         asio::write(client, asio::buffer("x", 1));
