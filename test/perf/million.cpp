@@ -174,12 +174,12 @@ struct stack_kernel_work {
     double total() const { return guard_seconds + touch_seconds + discard_seconds; }
 };
 
-// Advice for `n` ranges: one process_madvise(2) call where the kernel takes
-// it, else one madvise(2) per range. Returns false if any was refused.
-bool advise(iovec const* ranges, std::size_t n, int advice) {
+// Advice for `n` ranges: one process_madvise(2) call while `batched` (the
+// kernel took that advice so far), else one madvise(2) per range. Returns
+// false if any was refused.
+bool advise(iovec const* ranges, std::size_t n, int advice, bool& batched) {
 #if defined(SYS_process_madvise)
     constexpr int pidfd_self_process = -10001; // Linux 6.14
-    static bool batched = true;
     if (batched) {
         std::size_t bytes = 0;
         for (std::size_t i = 0; i != n; ++i)
@@ -191,6 +191,8 @@ bool advise(iovec const* ranges, std::size_t n, int advice) {
             batched = false; // not taken here: range by range from now on
         // else partly done: the ranges are redone below, which is harmless
     }
+#else
+    static_cast<void>(batched);
 #endif
     bool all = true;
     for (std::size_t i = 0; i != n; ++i)
@@ -206,6 +208,7 @@ stack_kernel_work stack_kernel_seconds(std::size_t stacks) {
     std::size_t const chunk_slots = 4096; // 1 GiB of address space at a time, at the default size
     constexpr std::size_t batch = 64;
     w.guards = true;
+    bool guards_batched = true, discards_batched = true; // as the library, each advice probed apart
     for (std::size_t done = 0; done < stacks;) {
         std::size_t const n = std::min(chunk_slots, stacks - done);
         void* p = ::mmap(nullptr, n * slot, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -219,7 +222,7 @@ stack_kernel_work stack_kernel_seconds(std::size_t stacks) {
             std::size_t const count = std::min(batch, n - first);
             for (std::size_t k = 0; k != count; ++k)
                 ranges[k] = {base + (first + k) * slot, page};
-            w.guards = advise(ranges, count, MADV_GUARD_INSTALL) && w.guards;
+            w.guards = advise(ranges, count, MADV_GUARD_INSTALL, guards_batched) && w.guards;
         }
         w.guard_seconds += seconds_since(start);
         start = clock_type::now();
@@ -231,7 +234,7 @@ stack_kernel_work stack_kernel_seconds(std::size_t stacks) {
             std::size_t const count = std::min(batch, n - first);
             for (std::size_t k = 0; k != count; ++k)
                 ranges[k] = {base + (first + k) * slot + page, usable};
-            advise(ranges, count, MADV_DONTNEED);
+            advise(ranges, count, MADV_DONTNEED, discards_batched);
         }
         w.discard_seconds += seconds_since(start);
         ::munmap(p, n * slot);
