@@ -115,10 +115,13 @@ auto attempt_until_done(Socket& s, typename Socket::wait_type what, yield_t cons
 // fibers run and the loop polls for I/O, while the peer's next message may
 // arrive), then goes to Asio's async_read_some, which tries the read once
 // and, if it would block, waits in the edge-triggered registration that
-// Asio keeps for every socket, with no epoll_ctl. One socket per thread is
-// enough for the usual loop (read, write, read again on the same socket
-// without a switch in between); a wrong guess costs nothing but the choice
-// of path, so the address is all that is kept.
+// Asio keeps for every socket, with no epoll_ctl. That first try is needed:
+// a short read leaves no data, but the peer's end of stream may still wait
+// behind it with no edge to come (test_io's after_a_short_read tests, and
+// doc/asio.md). One socket per thread is enough for the usual loop (read,
+// write, read again on the same socket without a switch in between); a
+// wrong guess costs nothing but the choice of path, so the address is all
+// that is kept.
 inline thread_local void const* last_drained_socket = nullptr;
 
 // Moves the front of `rest` past `n` bytes.
