@@ -48,8 +48,9 @@ FIBERS_ALWAYS_INLINE void acquire_flag(std::atomic<bool>& flag) noexcept {
         wait_for_flag(flag);
 }
 inline void release_flag(std::atomic<bool>& flag) noexcept { flag.store(false, std::memory_order_release); }
-// Tries at most `attempts` times, with a yield between: for a signal
-// handler, whose thread may hold the flag.
+// Tries at most `attempts` times, with a yield between, for callers that
+// must not wait for ever: a signal handler, whose own thread may hold the
+// flag, and a reader of another thread's list of live fibers.
 bool try_flag(std::atomic<bool>& flag, int attempts) noexcept;
 
 class flag_guard {

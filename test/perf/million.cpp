@@ -167,7 +167,7 @@ double first_touch_seconds(long long pages) {
 
 // The kernel's part of `stacks` default stacks (see the top of the file).
 struct stack_kernel_work {
-    bool guards = false; // the kernel installs guard markers
+    bool guards = true; // the kernel took every guard marker
     double guard_seconds = 0;
     double touch_seconds = 0;
     double discard_seconds = 0;
@@ -207,7 +207,6 @@ stack_kernel_work stack_kernel_seconds(std::size_t stacks) {
     std::size_t const slot = usable + page;
     std::size_t const chunk_slots = 4096; // 1 GiB of address space at a time, at the default size
     constexpr std::size_t batch = 64;
-    w.guards = true;
     bool guards_batched = true, discards_batched = true; // as the library, each advice probed apart
     for (std::size_t done = 0; done < stacks;) {
         std::size_t const n = std::min(chunk_slots, stacks - done);
