@@ -113,6 +113,12 @@ std::size_t read_max_map_count() noexcept {
 // parent.
 constexpr int pidfd_self_process = -10001;
 
+// Ranges given to one process_madvise call: the calls that install guard
+// markers ahead and the ones that release a full cache's cold stacks.
+constexpr std::size_t ranges_per_advice = 64;
+static_assert(thread_stack_cache_capacity - thread_stack_cache_kept == ranges_per_advice,
+              "a full cache's release is one call");
+
 long advise_ranges(iovec const* ranges, std::size_t n, int advice) noexcept {
     return ::syscall(SYS_process_madvise, pidfd_self_process, ranges, n, advice, 0u);
 }
@@ -353,7 +359,7 @@ void map_arena(size_class& c) {
 // handed out.
 void mark_ahead(size_class& c) noexcept {
 #if defined(SYS_process_madvise)
-    constexpr std::size_t batch = 64;
+    constexpr std::size_t batch = ranges_per_advice;
     std::size_t const page = page_size();
     iovec ranges[batch];
     std::size_t count = 0;
@@ -437,7 +443,7 @@ void discard_memory(char* const* lows, std::size_t n, std::size_t usable) noexce
 #if defined(SYS_process_madvise)
     static bool const batched = kernel_discards_in_batches();
     if (batched) {
-        constexpr std::size_t batch = 64;
+        constexpr std::size_t batch = ranges_per_advice;
         for (std::size_t first = 0; first < n; first += batch) {
             iovec ranges[batch];
             std::size_t const count = std::min(batch, n - first);
@@ -629,12 +635,12 @@ FIBERS_NOINLINE void deallocate_slow(char* low, std::size_t usable, thread_cache
         return;
     }
     if (b->count == thread_stack_cache_capacity) {
-        // The bottom half is the coldest, least likely to be in the CPU
-        // caches; its memory goes back to the kernel.
-        std::size_t const half = thread_stack_cache_capacity / 2;
-        release(*c, b->lows, half);
-        std::memmove(b->lows, b->lows + half, (thread_stack_cache_capacity - half) * sizeof(char*));
-        b->count -= half;
+        // The bottom is the coldest, least likely to be in the CPU caches;
+        // its memory goes back to the kernel.
+        std::size_t const cold = thread_stack_cache_capacity - thread_stack_cache_kept;
+        release(*c, b->lows, cold);
+        std::memmove(b->lows, b->lows + cold, thread_stack_cache_kept * sizeof(char*));
+        b->count = thread_stack_cache_kept;
     }
     b->lows[b->count++] = low;
 }

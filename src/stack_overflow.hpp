@@ -53,9 +53,12 @@ void install_overflow_handler_for_this_thread() noexcept;
 // still safe: they refill the cache or go straight to the global lists.
 void flush_thread_stack_cache() noexcept;
 
-// Freed stacks each thread keeps per size before the oldest half is released
-// to the kernel.
-constexpr std::size_t thread_stack_cache_capacity = 16;
+// Freed stacks each thread keeps per size. When that is full, all but the
+// warmest `thread_stack_cache_kept` go back to the kernel together: the
+// release batches as many as a process_madvise call takes (64), where
+// batches of 8 cost twice as much per stack (doc/stacks.md).
+constexpr std::size_t thread_stack_cache_capacity = 80;
+constexpr std::size_t thread_stack_cache_kept = 16;
 
 enum class stack_guard_kind {
     marker,  // madvise(MADV_GUARD_INSTALL): no extra mappings
