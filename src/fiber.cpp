@@ -343,7 +343,7 @@ fiber_record::~fiber_record() {
     tell_end_hooks();
     if (parent != nullptr)
         release(parent);
-    if (anchor != nullptr)
+    if (is_root)
         intrusive_ptr_release(anchor);
 }
 
@@ -474,6 +474,7 @@ void thread_state::unwind(fiber_record* victim) noexcept {
     add_reference(victim); // ours, so that it outlives its own end
     fiber_record* old_parent;
     add_reference(current);
+    victim->before_parent_change();
     {
         std::lock_guard<std::mutex> lock(anchor->mutex);
         old_parent = victim->parent;
@@ -565,8 +566,7 @@ void attach_new_fiber(fiber_record* record, fiber_record* parent) {
         throw std::invalid_argument("fibers: the parent has ended");
     add_reference(parent);
     record->parent = parent;
-    intrusive_ptr_add_ref(ts.anchor);
-    record->anchor = ts.anchor;
+    record->anchor = ts.anchor; // not counted: see fiber_record::anchor
     record->thread = std::this_thread::get_id();
     ts.link_live(owned.release());
 }
@@ -685,6 +685,7 @@ void fiber::set_parent(fiber p) {
             throw std::invalid_argument("fibers: cyclic parent chain");
     if (!p.holds(next))
         detail::add_reference(next); // `p` lies on the new parent's stack: the link needs one of its own
+    record_->before_parent_change();
     detail::fiber_record* previous;
     {
         std::lock_guard<std::mutex> lock(record_->anchor->mutex);

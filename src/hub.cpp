@@ -36,9 +36,12 @@ namespace {
 
 thread_local std::unique_ptr<hub> thread_hub_owner;
 
-// The hub's own fiber, named "Hub" in messages.
+// The hub's own fiber, named "Hub" in messages. It keeps the hub's mailbox
+// for its children, the tasks (see task_record::mailbox).
 class hub_fiber_base : public fiber_record {
 public:
+    boost::intrusive_ptr<hub_mailbox> mailbox;
+
     std::size_t describe(char* buffer, std::size_t capacity) const noexcept override {
         return text_writer(buffer, capacity).put("Hub").size();
     }
@@ -275,6 +278,11 @@ void hub_access::adopt(hub&, scheduled_fiber* f) noexcept {
     f->held_by_hub = true;
 }
 
+void hub_access::adopt_unshared(hub&, scheduled_fiber* f) noexcept {
+    f->references.store(f->references.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    f->held_by_hub = true;
+}
+
 void hub_access::release(hub& h, scheduled_fiber* f) noexcept {
     h.unlink_scheduled(f);
     if (std::exchange(f->held_by_hub, false))
@@ -410,6 +418,7 @@ hub::hub() : mailbox_(new_mailbox(this)) {
     auto body = [this] { run_loop(); };
     auto* record =
         new detail::record_with_target<detail::hub_fiber_base, decltype(body), arena_stack>(arena_stack(), body);
+    record->mailbox = &hub_access::mailbox(*this);
     detail::attach_new_fiber(record, thread_->root);
     record->switchpoint_refusal = "fibers: switchpoint called in the hub fiber (a hub callback must not wait)";
     fiber_ = detail::fiber_access::adopt(record);

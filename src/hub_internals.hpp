@@ -142,6 +142,9 @@ struct hub_access {
     // Once started the hub holds a reference to it until its end, which
     // releases it.
     static void adopt(hub& h, scheduled_fiber* f) noexcept;
+    // adopt() for a fiber that no handle has yet reached: no other thread
+    // can touch its count, so it needs no atomic operation.
+    static void adopt_unshared(hub& h, scheduled_fiber* f) noexcept;
     static void release(hub& h, scheduled_fiber* f) noexcept;
     // Off the hub's list, without a reference to release (its destruction).
     static void forget(hub& h, scheduled_fiber* f) noexcept { h.unlink_scheduled(f); }

@@ -97,8 +97,15 @@ void task_record::unqueue_entries() noexcept {
 }
 
 task_record::~task_record() {
-    if (mailbox != nullptr)
+    if (counts_mailbox)
         intrusive_ptr_release(mailbox);
+}
+
+void task_record::before_parent_change() noexcept {
+    if (mailbox != nullptr && !counts_mailbox) {
+        intrusive_ptr_add_ref(mailbox);
+        counts_mailbox = true;
+    }
 }
 
 std::string const& task_record::name() const {
@@ -136,7 +143,7 @@ bool task_record::rearm_interruption(std::exception_ptr const& e) noexcept {
     return true;
 }
 
-void attach_task(task_record* record, std::string name, hub* on) {
+void attach_task(task_record* record, std::string name, hub* on, task_start when) {
     hub* h = on;
     try {
         if (h == nullptr)
@@ -149,8 +156,13 @@ void attach_task(task_record* record, std::string name, hub* on) {
     // read the name (its number, the hub sets before that too).
     record->given_name = std::move(name);
     hub_access::schedule(*h, record); // deletes it if it throws
-    record->mailbox = &hub_access::mailbox(*h);
-    intrusive_ptr_add_ref(record->mailbox);
+    record->mailbox = &hub_access::mailbox(*h); // kept by the parent, the hub's fiber
+    if (when == task_start::at_once) {
+        // What task::start checks, schedule has: this cannot fail.
+        record->start_requested = true;
+        hub_access::adopt_unshared(*h, record);
+        hub_access::push(*h, record->start_entry);
+    }
 }
 
 std::any run_as_task(std::any (*invoke)(void*), void* target) {

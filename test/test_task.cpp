@@ -452,6 +452,32 @@ BOOST_AUTO_TEST_CASE(cancel_from_another_thread) {
     });
 }
 
+BOOST_AUTO_TEST_CASE(cancel_from_another_thread_races_the_exit_of_the_hubs_thread) {
+    // A cancel from afar goes through the hub's mailbox, which the task's
+    // parent, the hub's fiber, keeps alive, and the task itself once the
+    // thread's exit unwinds it under another parent. A cancel that still
+    // saw the task alive must find the mailbox there, whichever comes
+    // first: under AddressSanitizer a freed one would be reported.
+    for (int round = 0; round < 200; ++round) {
+        std::atomic<bool> waiting{false};
+        fibers::task t;
+        std::thread owner([&] {
+            t = fibers::spawn([] { fibers::sleep(1h); });
+            fibers::sleep(0s); // the task waits in its sleep now
+            waiting.store(true, std::memory_order_release);
+            if (round % 4 == 0)
+                fibers::sleep(100us); // sometimes the cancel comes first
+        });
+        while (!waiting.load(std::memory_order_acquire))
+            std::this_thread::yield();
+        while (t.alive())
+            t.cancel("from afar");
+        owner.join();
+        BOOST_TEST(!t.alive());
+        t = fibers::task(); // the last handle, dropped after its thread ended
+    }
+}
+
 BOOST_AUTO_TEST_CASE(an_escaping_exception_is_logged_with_the_name) {
     on_new_thread([] {
         captured_log log;

@@ -34,14 +34,19 @@ public:
     task() noexcept = default;
 
     template <class Fn, class = std::enable_if_t<!std::is_base_of_v<fiber, std::decay_t<Fn>>>>
-    explicit task(Fn&& target, task_options opts = {}) {
+    explicit task(Fn&& target, task_options opts = {})
+        : task(detail::task_start::later, std::forward<Fn>(target), std::move(opts)) {}
+
+    /// spawn's: with task_start::at_once, made and started in one step.
+    template <class Fn>
+    task(detail::task_start when, Fn&& target, task_options opts) {
         static_assert(std::is_invocable_v<std::decay_t<Fn>&>,
                       "a task's target is called with no arguments: bind them first");
         using body = detail::task_body<std::decay_t<Fn>>;
         arena_stack stack = opts.stack_size != 0 ? arena_stack(opts.stack_size) : arena_stack();
         auto* record = new detail::record_with_target<detail::task_record, body, arena_stack>(
             std::move(stack), body{std::forward<Fn>(target)});
-        detail::attach_task(record, std::move(opts.name), opts.on);
+        detail::attach_task(record, std::move(opts.name), opts.on, when);
         detail::fiber_access::adopt_into(*this, record);
     }
 
@@ -100,9 +105,7 @@ private:
 /// Makes a task and starts it.
 template <class Fn>
 task spawn(Fn&& fn, task_options opts = {}) {
-    task t(std::forward<Fn>(fn), std::move(opts));
-    t.start();
-    return t;
+    return task(detail::task_start::at_once, std::forward<Fn>(fn), std::move(opts));
 }
 
 /// The running fiber (= current()): a task, the hub, or a root.

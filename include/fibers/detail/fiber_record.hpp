@@ -106,6 +106,10 @@ public:
     virtual bool accepts_any_switcher() const noexcept;
     // "root", "hub", "task" or "fiber", for diagnostics: static text.
     virtual char const* kind() const noexcept;
+    // Told on the owner thread just before set_parent or an unwinding
+    // replaces the parent: a layer above that relies on the parent to keep
+    // something alive takes a hold of its own.
+    virtual void before_parent_change() noexcept {}
 
     // Read on every switch: kept together at the front.
     boost::context::detail::fcontext_t context = nullptr;
@@ -121,7 +125,13 @@ public:
     bool is_root = false;
     exception_state saved_exceptions;
 
-    thread_anchor* anchor = nullptr; // identifies the owner thread, outlives it
+    // Identifies the owner thread, and outlives it. Only the root counts a
+    // reference to it: every other record holds its parent until its
+    // destructor ends, so a chain of counted parents, which set_parent and
+    // unwinding keep within the thread, keeps the root alive, and the root
+    // the anchor. That spares two atomic operations per fiber, and no anchor
+    // can be freed and its address reused while a record still names it.
+    thread_anchor* anchor = nullptr;
     // Non-null: switchpoint() in this fiber throws fibers::error with this
     // message (a fiber that must never wait, such as a scheduler's own).
     char const* switchpoint_refusal = nullptr;

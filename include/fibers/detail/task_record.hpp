@@ -51,7 +51,14 @@ public:
     // "Fiber-N" unless it was given a name; made on first demand.
     std::string const& name() const;
 
-    hub_mailbox* mailbox = nullptr;  // counted: for requests from other threads
+    // For requests from other threads. The task's parent, the hub's fiber,
+    // keeps it alive: a task is made with the hub as its parent, and only an
+    // unwinding gives it another, before which the task takes a reference
+    // of its own (before_parent_change). That spares two atomic operations
+    // per task.
+    hub_mailbox* mailbox = nullptr;
+    bool counts_mailbox = false;
+    void before_parent_change() noexcept override;
     std::string given_name;
     mutable std::string made_name;
 
@@ -86,11 +93,13 @@ struct task_body {
     static std::any invoke(void* target) { return invoke_target(*static_cast<Fn*>(target)); }
 };
 
+enum class task_start : bool { later, at_once };
+
 // Makes `record` a task of `on` (null: this thread's hub), a child of the
-// hub's fiber named `name` (empty: "Fiber-N"). Deletes it and throws on
-// error: fibers::error for a closed hub, std::invalid_argument for a hub of
-// another thread.
-void attach_task(task_record* record, std::string name, hub* on);
+// hub's fiber named `name` (empty: "Fiber-N"), and starts it if `when` is
+// at_once. Deletes it and throws on error: fibers::error for a closed hub,
+// std::invalid_argument for a hub of another thread.
+void attach_task(task_record* record, std::string name, hub* on, task_start when);
 
 } // namespace fibers::detail
 
