@@ -71,6 +71,11 @@ enum class stack_guard_kind {
 // for the fallback, which is how tests and older kernels exercise it.
 stack_guard_kind stack_guard_mode() noexcept;
 
+// Whether stacks leave the global free lists with their top page faulted
+// in, many at once (process_madvise(2) with MADV_POPULATE_WRITE for the
+// calling process: Linux 6.13 and later). Decided once per process.
+bool stack_tops_faulted_in_batches() noexcept;
+
 // How many stacks may get an mprotect guard before the allocator stops
 // guarding new stacks to stay clear of vm.max_map_count.
 std::size_t stack_guard_budget() noexcept;

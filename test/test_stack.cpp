@@ -719,6 +719,44 @@ BOOST_AUTO_TEST_CASE(released_memory_goes_back_to_the_kernel) {
         BOOST_TEST(reads_zero(lo, a.size()));
 }
 
+// Every fiber's first frames go in the top page of its stack, so a stack
+// leaves the global lists with that page in, faulted in with many others
+// in one system call where the kernel takes the advice for the calling
+// process; elsewhere it faults when first touched. Nothing below the top
+// page is committed before it is touched, whether the slot is new or
+// reused.
+BOOST_AUTO_TEST_CASE(stacks_come_with_their_top_page_in_and_nothing_more) {
+    bool const batched = fd::stack_tops_faulted_in_batches();
+    BOOST_TEST_MESSAGE("top pages faulted in batches: " << batched);
+    fibers::arena_stack a(136 * 1024); // a size no other test uses: its slots are new
+    std::size_t const n = 2 * fd::thread_stack_cache_capacity;
+    auto const check = [&](ctx::stack_context const& s, char const* which) {
+        char const* const top = static_cast<char const*>(s.sp) - page();
+        BOOST_TEST(resident_pages(top, page()) == (batched ? 1u : 0u), which << " stack's top page");
+        BOOST_TEST(resident_pages(low_of(s), s.size - page()) == 0u, which << " stack below its top page");
+    };
+    fd::flush_thread_stack_cache();
+    std::vector<ctx::stack_context> v;
+    for (std::size_t i = 0; i != n; ++i)
+        v.push_back(a.allocate());
+    for (auto const& s : v)
+        check(s, "new");
+    for (auto& s : v)
+        static_cast<char*>(s.sp)[-1] = 1;
+    for (auto& s : v)
+        a.deallocate(s);
+    fd::flush_thread_stack_cache(); // all of them to the global list, their memory given back
+    v.clear();
+    for (std::size_t i = 0; i != n; ++i)
+        v.push_back(a.allocate());
+    for (auto const& s : v)
+        check(s, "reused");
+    for (auto const& s : v)
+        BOOST_TEST(reads_zero(low_of(s), s.size));
+    for (auto& s : v)
+        a.deallocate(s);
+}
+
 // ---------------------------------------------------------------------------
 // Guards.
 
