@@ -439,20 +439,42 @@ void guard_slot(size_class& c, char* guard_page) noexcept {
 }
 
 #if defined(SYS_process_madvise)
-// Whether process_madvise(2) gives the calling process's memory back:
-// tried on a page of its own, which must read zero after it, since an
-// emulator may answer success to what it does not pass on.
-bool kernel_discards_in_batches() noexcept {
+// Whether process_madvise(2) takes `advice` for the calling process: tried
+// on a page of its own, first `prepare`d. The call must report the page
+// done and `took` must then see the effect, since an emulator may answer
+// success to advice it does not pass on.
+template <class Prepare, class Took>
+bool kernel_takes_in_batches(int advice, Prepare prepare, Took took) noexcept {
     std::size_t const page = page_size();
-    void* const p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    void* const mapped = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED)
         return false;
-    *static_cast<char volatile*>(p) = 1;
+    char* const p = static_cast<char*>(mapped);
+    prepare(p);
     iovec const range{p, page};
-    bool const discarded = advise_ranges(&range, 1, MADV_DONTNEED) == static_cast<long>(page) &&
-                           *static_cast<char volatile*>(p) == 0;
-    ::munmap(p, page);
-    return discarded;
+    bool const taken = advise_ranges(&range, 1, advice) == static_cast<long>(page) && took(p);
+    ::munmap(mapped, page);
+    return taken;
+}
+
+// Whether process_madvise(2) gives the calling process's memory back: the
+// page written must read zero after it.
+bool kernel_discards_in_batches() noexcept {
+    return kernel_takes_in_batches(
+        MADV_DONTNEED, [](char* p) { *static_cast<char volatile*>(p) = 1; },
+        [](char* p) { return *static_cast<char volatile*>(p) == 0; });
+}
+
+// Whether process_madvise(2) faults pages in for the calling process
+// (Linux 6.13 and later take any advice for it): the page must then be
+// resident.
+bool kernel_faults_in_batches() noexcept {
+    return kernel_takes_in_batches(
+        MADV_POPULATE_WRITE, [](char*) {},
+        [](char* p) {
+            unsigned char resident = 0;
+            return ::mincore(p, page_size(), &resident) == 0 && (resident & 1) != 0;
+        });
 }
 #endif
 
@@ -483,24 +505,6 @@ void discard_memory(char* const* lows, std::size_t n, std::size_t usable) noexce
     for (std::size_t i = 0; i != n; ++i)
         ::madvise(lows[i], usable, MADV_DONTNEED);
 }
-
-#if defined(SYS_process_madvise)
-// Whether process_madvise(2) faults pages in for the calling process
-// (Linux 6.13 and later take any advice for it): tried on a page of its
-// own, which must then be resident.
-bool kernel_faults_in_batches() noexcept {
-    std::size_t const page = page_size();
-    void* const p = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return false;
-    iovec const range{p, page};
-    unsigned char resident = 0;
-    bool const faulted = advise_ranges(&range, 1, MADV_POPULATE_WRITE) == static_cast<long>(page) &&
-                         ::mincore(p, page, &resident) == 0 && (resident & 1) != 0;
-    ::munmap(p, page);
-    return faulted;
-}
-#endif
 
 bool faults_in_batches() noexcept {
 #if defined(SYS_process_madvise)
